@@ -1,0 +1,26 @@
+"""Hand-derived gradients of the softmax classifier loss, one module per variant.
+
+``VARIANTS`` maps a name to a module; every module exposes the same five
+functions with the same signatures (``softmax``, ``softmax_jacobian``,
+``softmax_loss``, ``linear_loss``, ``two_layer_loss``), so tests, benchmarks and
+the ``softmax-grad`` command take any of them. Add a variant here and it is
+tested and timed with no other edit.
+
+>>> import manual
+>>> list(manual.VARIANTS)
+['per_element', 'per_row', 'vectorized']
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from manual import per_element, per_row, vectorized
+
+VARIANTS: dict[str, ModuleType] = {
+    "per_element": per_element,
+    "per_row": per_row,
+    "vectorized": vectorized,
+}
+
+__all__ = ["VARIANTS", "per_element", "per_row", "vectorized"]

@@ -1,0 +1,239 @@
+"""Per-element variant: every gradient entry computed by Python loops over its indices.
+
+The derivation transcribed literally, in the manner of the first code listing of
+the source post (in Python 3, with the max shift): each entry of dS, dW2, db2,
+dH1, dZ1, dW1, db1 and dW is written as its own sum over samples. Slow by
+design; it is the baseline the other variants are timed against. Only the
+forward pass (eq. 7) and the exponentials of the scores are vectorized.
+Equation numbers refer to docs/derivation.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from manual._forward import l2_penalty, two_layer_forward
+from softmax_grad.contract import (
+    jacobian_entry,
+    linear_loss_entry,
+    softmax_entry,
+    softmax_loss_entry,
+    two_layer_loss_entry,
+)
+
+__all__ = ["linear_loss", "softmax", "softmax_jacobian", "softmax_loss", "two_layer_loss"]
+
+
+def _softmax_rows(S: np.ndarray) -> np.ndarray:
+    N, C = S.shape
+    P = np.empty_like(S)
+    for i in range(N):
+        row_max = S[i, 0]
+        for j in range(1, C):
+            row_max = max(row_max, S[i, j])
+        total = 0.0
+        for j in range(C):
+            P[i, j] = np.exp(S[i, j] - row_max)  # eq. (14): the shift cancels in the ratio
+            total += P[i, j]
+        for j in range(C):
+            P[i, j] = P[i, j] / total
+    return P
+
+
+def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) -> tuple[float, np.ndarray]:
+    """Sum of L_i times ``scale``, and dL/dS entry by entry (eqs. 2, 5, 15)."""
+    N, C = S.shape
+    shift = S.max(axis=1) if stable else np.zeros(N, S.dtype)
+    exp_scores = np.exp(S - shift[:, None])
+    sums = exp_scores.sum(axis=1)
+    loss = 0.0
+    dS = np.zeros_like(S)
+    for i in range(N):
+        if stable:
+            loss += np.log(sums[i]) - (S[i, y[i]] - shift[i])  # eq. (15)
+        else:
+            loss += -np.log(exp_scores[i, y[i]] / sums[i])  # eq. (2) as the post writes it
+        for j in range(C):
+            p_ij = exp_scores[i, j] / sums[i]
+            if j == y[i]:
+                dS[i, j] = scale * (p_ij - 1)  # eq. (5), j == y_i
+            else:
+                dS[i, j] = scale * p_ij  # eq. (5), j != y_i
+    return scale * float(loss), dS
+
+
+def _weight_gradient(A: np.ndarray, dS: np.ndarray, W: np.ndarray, reg: float) -> np.ndarray:
+    """``dW[d, j] = sum_i A[i, d] dS[i, j] + reg W[d, j]``: eqs. (8), (11), (12) entry by entry."""
+    N, D = A.shape
+    C = dS.shape[1]
+    dW = np.zeros_like(W)
+    for d in range(D):
+        for j in range(C):
+            total = 0.0
+            for i in range(N):
+                total += A[i, d] * dS[i, j]
+            dW[d, j] = total + reg * W[d, j]
+    return dW
+
+
+def _bias_gradient(dS: np.ndarray) -> np.ndarray:
+    """``db[j] = sum_i dS[i, j]``: eqs. (9), (11), the ones vector written as a loop over i."""
+    N, C = dS.shape
+    db = np.zeros(C, dS.dtype)
+    for j in range(C):
+        for i in range(N):
+            db[j] += dS[i, j]
+    return db
+
+
+@softmax_entry
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, eq. (1), each entry by a loop, with the row max subtracted (eq. 14).
+
+    Args:
+        scores: (N, C) real array.
+
+    Returns:
+        (N, C) array whose rows are probability vectors.
+
+    >>> from manual import per_element
+    >>> per_element.softmax([[1.0, 2.0, 3.0], [1000.0, 1000.0, 0.0]]).round(4)
+    array([[0.09  , 0.2447, 0.6652],
+           [0.5   , 0.5   , 0.    ]])
+    """
+    return _softmax_rows(scores)
+
+
+@jacobian_entry
+def softmax_jacobian(x: np.ndarray) -> np.ndarray:
+    """Jacobian of the softmax of one row, eq. (13), by the Kronecker-delta case.
+
+    ``J[a, b] = dp_a / dx_b = p_a (delta_ab - p_b)``.
+
+    Args:
+        x: (C,) real array.
+
+    Returns:
+        (C, C) array ``J``.
+
+    >>> from manual import per_element
+    >>> per_element.softmax_jacobian([0.0, 0.0]).tolist()
+    [[0.25, -0.25], [-0.25, 0.25]]
+    """
+    p = _softmax_rows(x[None, :])[0]
+    C = p.shape[0]
+    J = np.empty((C, C), p.dtype)
+    for a in range(C):
+        for b in range(C):
+            if a == b:
+                J[a, b] = p[a] * (1 - p[b])
+            else:
+                J[a, b] = -p[a] * p[b]
+    return J
+
+
+@softmax_loss_entry
+def softmax_loss(
+    scores: np.ndarray, y: np.ndarray, *, reduction: str = "mean", stable: bool = True
+) -> tuple[float, np.ndarray]:
+    """Softmax cross-entropy loss and dL/dscores, each entry by the two-case formula.
+
+    Loss eq. (4) from sample losses eq. (2); gradient eq. (5):
+    ``dL/dS[i, j] = (P[i, j] - [j == y_i]) / N``, without the ``1/N`` for ``"sum"``.
+
+    Args:
+        scores: (N, C) real array ``S``.
+        y: (N,) integer labels in ``[0, C)``.
+        reduction: ``"mean"`` (eq. 4, the default) or ``"sum"`` (no ``1/N``).
+        stable: subtract each row's max first (eq. 14). ``False`` is the source
+            post's literal formula, which overflows once a score passes about
+            709 (float64) or 88.7 (float32).
+
+    Returns:
+        ``(loss, dS)``: a float and an (N, C) array of the scores' dtype.
+
+    >>> from manual import per_element
+    >>> loss, dS = per_element.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
+    >>> round(loss, 6), dS.tolist()
+    (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
+    """
+    scale = 1.0 / scores.shape[0] if reduction == "mean" else 1.0
+    return _loss_and_dscores(scores, y, scale, stable)
+
+
+@linear_loss_entry
+def linear_loss(
+    W: np.ndarray, X: np.ndarray, y: np.ndarray, *, reg: float = 0.0, reduction: str = "mean"
+) -> tuple[float, np.ndarray]:
+    """Linear softmax classifier ``S = X W``: loss and ``dW = X^T dS + reg W`` (eq. 12).
+
+    Each ``dW[d, j]`` is its own loop over samples. The loss adds
+    ``R = reg/2 * sum W^2`` (eq. 3) to the data loss of eq. (4).
+
+    Args:
+        W: (D, C) weights.
+        X: (N, D) inputs.
+        y: (N,) integer labels in ``[0, C)``.
+        reg: L2 strength, ``>= 0``.
+        reduction: ``"mean"`` or ``"sum"`` over samples (the penalty is never divided by N).
+
+    Returns:
+        ``(loss, dW)`` with ``dW`` of shape (D, C).
+
+    >>> import numpy as np
+    >>> from manual import per_element
+    >>> loss, dW = per_element.linear_loss(np.zeros((2, 2)), [[1.0, 2.0]], [1])
+    >>> round(loss, 6), dW.tolist()
+    (0.693147, [[0.5, -0.5], [1.0, -1.0]])
+    """
+    scale = 1.0 / X.shape[0] if reduction == "mean" else 1.0
+    data_loss, dS = _loss_and_dscores(X @ W, y, scale, stable=True)
+    return data_loss + l2_penalty(reg, W), _weight_gradient(X, dS, W, reg)
+
+
+@two_layer_loss_entry
+def two_layer_loss(
+    params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, *, reg: float = 0.0
+) -> tuple[float, dict[str, np.ndarray]]:
+    """Two-layer ReLU net: mean softmax loss plus L2 penalty, every gradient entry by loops.
+
+    Forward eq. (7); loss eqs. (3)-(4); gradients eqs. (8)-(11):
+    ``dW2 = H1^T dS + reg W2``, ``db2 = 1^T dS``, ``dZ1 = (dS W2^T) * [Z1 > 0]``,
+    ``dW1 = X^T dZ1 + reg W1``, ``db1 = 1^T dZ1``. The ReLU's derivative at 0 is 0.
+
+    Args:
+        params: mapping with ``W1`` (D, H), ``b1`` (H,), ``W2`` (H, C), ``b2`` (C,).
+        X: (N, D) inputs.
+        y: (N,) integer labels in ``[0, C)``.
+        reg: L2 strength, ``>= 0``.
+
+    Returns:
+        ``(loss, grads)``, ``grads`` with the keys and shapes of ``params``.
+
+    >>> import numpy as np
+    >>> from manual import per_element
+    >>> params = {"W1": np.eye(2), "b1": np.zeros(2), "W2": np.eye(2), "b2": np.zeros(2)}
+    >>> loss, grads = per_element.two_layer_loss(params, [[1.0, -1.0]], [0], reg=0.1)
+    >>> round(loss, 6), grads["b2"].round(6).tolist()
+    (0.513262, [-0.268941, 0.268941])
+    """
+    W1, W2 = params["W1"], params["W2"]
+    Z1, H1, S = two_layer_forward(params, X)
+    N, H = Z1.shape
+    C = S.shape[1]
+    data_loss, dS = _loss_and_dscores(S, y, 1.0 / N, stable=True)
+
+    dW2 = _weight_gradient(H1, dS, W2, reg)  # eq. (8)
+    db2 = _bias_gradient(dS)  # eq. (9)
+    dZ1 = np.zeros_like(Z1)
+    for i in range(N):
+        for k in range(H):
+            dH1_ik = 0.0
+            for j in range(C):
+                dH1_ik += dS[i, j] * W2[k, j]  # eq. (10): dH1 = dS W2^T
+            dZ1[i, k] = dH1_ik if Z1[i, k] > 0 else 0.0  # eq. (10): the ReLU gate
+    dW1 = _weight_gradient(X, dZ1, W1, reg)  # eq. (11)
+    db1 = _bias_gradient(dZ1)  # eq. (11)
+
+    loss = data_loss + l2_penalty(reg, W1, W2)
+    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}

@@ -1,0 +1,194 @@
+"""Per-row variant: one Python loop over samples, row-vector NumPy inside it.
+
+The middle step of the source post: the loop over classes ``j`` is gone, so the
+``j == y_i`` case becomes "fill the row as if no class were correct, then
+subtract at ``y_i``". Weight gradients accumulate one outer product per sample
+(``dW2 += outer(H1[i], dS[i])``), bias gradients one row per sample
+(``db2 += dS[i]``). Equation numbers refer to docs/derivation.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from manual._forward import l2_penalty, two_layer_forward
+from softmax_grad.contract import (
+    jacobian_entry,
+    linear_loss_entry,
+    softmax_entry,
+    softmax_loss_entry,
+    two_layer_loss_entry,
+)
+
+__all__ = ["linear_loss", "softmax", "softmax_jacobian", "softmax_loss", "two_layer_loss"]
+
+
+def _softmax_rows(S: np.ndarray) -> np.ndarray:
+    P = np.empty_like(S)
+    for i in range(S.shape[0]):
+        e = np.exp(S[i] - S[i].max())  # eq. (14)
+        P[i] = e / e.sum()
+    return P
+
+
+def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) -> tuple[float, np.ndarray]:
+    """Sum of L_i times ``scale``, and dL/dS one row at a time (eqs. 2, 5, 15)."""
+    dS = np.empty_like(S)
+    loss = 0.0
+    for i in range(S.shape[0]):
+        shift = S[i].max() if stable else 0.0
+        e = np.exp(S[i] - shift)
+        total = e.sum()
+        if stable:
+            loss += np.log(total) - (S[i, y[i]] - shift)  # eq. (15)
+        else:
+            loss += -np.log(e[y[i]] / total)  # eq. (2) as the post writes it
+        dS[i] = scale * (e / total)  # eq. (5) for every j != y_i ...
+        dS[i, y[i]] -= scale  # ... then the j == y_i entry
+    return scale * float(loss), dS
+
+
+@softmax_entry
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, eq. (1), one row at a time, with the row max subtracted (eq. 14).
+
+    Args:
+        scores: (N, C) real array.
+
+    Returns:
+        (N, C) array whose rows are probability vectors.
+
+    >>> from manual import per_row
+    >>> per_row.softmax([[1.0, 2.0, 3.0], [1000.0, 1000.0, 0.0]]).round(4)
+    array([[0.09  , 0.2447, 0.6652],
+           [0.5   , 0.5   , 0.    ]])
+    """
+    return _softmax_rows(scores)
+
+
+@jacobian_entry
+def softmax_jacobian(x: np.ndarray) -> np.ndarray:
+    """Jacobian of the softmax of one row, eq. (13), one row of ``J`` at a time.
+
+    Row ``a`` is ``p_a (e_a - p)``, with ``e_a`` the a-th unit vector.
+
+    Args:
+        x: (C,) real array.
+
+    Returns:
+        (C, C) array ``J``.
+
+    >>> from manual import per_row
+    >>> per_row.softmax_jacobian([0.0, 0.0]).tolist()
+    [[0.25, -0.25], [-0.25, 0.25]]
+    """
+    p = _softmax_rows(x[None, :])[0]
+    J = np.empty((p.shape[0], p.shape[0]), p.dtype)
+    for a in range(p.shape[0]):
+        J[a] = -p[a] * p
+        J[a, a] += p[a]
+    return J
+
+
+@softmax_loss_entry
+def softmax_loss(
+    scores: np.ndarray, y: np.ndarray, *, reduction: str = "mean", stable: bool = True
+) -> tuple[float, np.ndarray]:
+    """Softmax cross-entropy loss and dL/dscores, one sample row at a time.
+
+    Loss eq. (4) from sample losses eq. (2); gradient eq. (5) as a row:
+    ``dS[i] = P[i] / N``, then ``dS[i, y_i] -= 1 / N`` (no ``1/N`` for ``"sum"``).
+
+    Args:
+        scores: (N, C) real array ``S``.
+        y: (N,) integer labels in ``[0, C)``.
+        reduction: ``"mean"`` (eq. 4, the default) or ``"sum"`` (no ``1/N``).
+        stable: subtract each row's max first (eq. 14); ``False`` is the source
+            post's literal formula, which overflows past about 709 (float64).
+
+    Returns:
+        ``(loss, dS)``: a float and an (N, C) array of the scores' dtype.
+
+    >>> from manual import per_row
+    >>> loss, dS = per_row.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
+    >>> round(loss, 6), dS.tolist()
+    (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
+    """
+    scale = 1.0 / scores.shape[0] if reduction == "mean" else 1.0
+    return _loss_and_dscores(scores, y, scale, stable)
+
+
+@linear_loss_entry
+def linear_loss(
+    W: np.ndarray, X: np.ndarray, y: np.ndarray, *, reg: float = 0.0, reduction: str = "mean"
+) -> tuple[float, np.ndarray]:
+    """Linear softmax classifier ``S = X W``: ``dW = sum_i outer(X[i], dS[i]) + reg W`` (eq. 12).
+
+    The loss adds ``R = reg/2 * sum W^2`` (eq. 3) to the data loss of eq. (4).
+
+    Args:
+        W: (D, C) weights.
+        X: (N, D) inputs.
+        y: (N,) integer labels in ``[0, C)``.
+        reg: L2 strength, ``>= 0``.
+        reduction: ``"mean"`` or ``"sum"`` over samples (the penalty is never divided by N).
+
+    Returns:
+        ``(loss, dW)`` with ``dW`` of shape (D, C).
+
+    >>> import numpy as np
+    >>> from manual import per_row
+    >>> loss, dW = per_row.linear_loss(np.zeros((2, 2)), [[1.0, 2.0]], [1])
+    >>> round(loss, 6), dW.tolist()
+    (0.693147, [[0.5, -0.5], [1.0, -1.0]])
+    """
+    scale = 1.0 / X.shape[0] if reduction == "mean" else 1.0
+    data_loss, dS = _loss_and_dscores(X @ W, y, scale, stable=True)
+    dW = reg * W
+    for i in range(X.shape[0]):
+        dW += np.outer(X[i], dS[i])
+    return data_loss + l2_penalty(reg, W), dW
+
+
+@two_layer_loss_entry
+def two_layer_loss(
+    params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, *, reg: float = 0.0
+) -> tuple[float, dict[str, np.ndarray]]:
+    """Two-layer ReLU net: loss and gradients, accumulated one sample at a time.
+
+    Forward eq. (7); loss eqs. (3)-(4); for each sample ``i`` (eqs. 8-11):
+    ``dW2 += outer(H1[i], dS[i])``, ``db2 += dS[i]``,
+    ``dZ1[i] = (W2 dS[i]) * [Z1[i] > 0]``, ``dW1 += outer(X[i], dZ1[i])``,
+    ``db1 += dZ1[i]``; then ``reg W`` is added to each weight gradient.
+
+    Args:
+        params: mapping with ``W1`` (D, H), ``b1`` (H,), ``W2`` (H, C), ``b2`` (C,).
+        X: (N, D) inputs.
+        y: (N,) integer labels in ``[0, C)``.
+        reg: L2 strength, ``>= 0``.
+
+    Returns:
+        ``(loss, grads)``, ``grads`` with the keys and shapes of ``params``.
+
+    >>> import numpy as np
+    >>> from manual import per_row
+    >>> params = {"W1": np.eye(2), "b1": np.zeros(2), "W2": np.eye(2), "b2": np.zeros(2)}
+    >>> loss, grads = per_row.two_layer_loss(params, [[1.0, -1.0]], [0], reg=0.1)
+    >>> round(loss, 6), grads["b2"].round(6).tolist()
+    (0.513262, [-0.268941, 0.268941])
+    """
+    W1, W2 = params["W1"], params["W2"]
+    Z1, H1, S = two_layer_forward(params, X)
+    data_loss, dS = _loss_and_dscores(S, y, 1.0 / X.shape[0], stable=True)
+
+    dW2, db2 = reg * W2, np.zeros_like(params["b2"])
+    dW1, db1 = reg * W1, np.zeros_like(params["b1"])
+    for i in range(X.shape[0]):
+        dW2 += np.outer(H1[i], dS[i])  # eq. (8)
+        db2 += dS[i]  # eq. (9)
+        dZ1_i = (W2 @ dS[i]) * (Z1[i] > 0)  # eq. (10)
+        dW1 += np.outer(X[i], dZ1_i)  # eq. (11)
+        db1 += dZ1_i  # eq. (11)
+
+    loss = data_loss + l2_penalty(reg, W1, W2)
+    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}

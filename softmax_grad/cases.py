@@ -1,0 +1,184 @@
+"""The standard cases: fixed edge shapes and seeded random inputs for every public function.
+
+One list serves the tests, ``softmax-grad verify`` and the checker of a user's
+function, so that all three try the same inputs. A case names the function it
+calls, holds float64 inputs, and can be cast to float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from softmax_grad.compare import Comparison, compare
+from softmax_grad.tolerances import tolerance
+
+FUNCTIONS = ("softmax", "softmax_jacobian", "softmax_loss", "linear_loss", "two_layer_loss")
+
+
+def _cast(value: Any, dtype: np.dtype) -> Any:
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return value.astype(dtype)
+    if isinstance(value, Mapping):
+        return {key: _cast(item, dtype) for key, item in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call of one public function: ``function(*args, **kwargs)``."""
+
+    name: str
+    function: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dtype(self) -> np.dtype:
+        first = self.args[0]
+        return (first["W1"] if isinstance(first, Mapping) else first).dtype
+
+    @property
+    def id(self) -> str:
+        extra = "".join(f",{key}={value}" for key, value in self.kwargs.items())
+        return f"{self.function}[{self.name}{extra}]"
+
+    def astype(self, dtype: np.dtype | type) -> Case:
+        return Case(self.name, self.function, tuple(_cast(a, np.dtype(dtype)) for a in self.args), self.kwargs)
+
+    def call(self, module: ModuleType) -> Any:
+        return getattr(module, self.function)(*self.args, **self.kwargs)
+
+
+def quantities(function: str, result: Any) -> dict[str, Any]:
+    """Name every output of ``function``: ``{"loss": ..., "dS": ...}``, ``{"dW1": ...}``, ..."""
+    if function == "softmax":
+        return {"P": result}
+    if function == "softmax_jacobian":
+        return {"J": result}
+    loss, grad = result
+    if function == "softmax_loss":
+        return {"loss": loss, "dS": grad}
+    if function == "linear_loss":
+        return {"loss": loss, "dW": grad}
+    return {"loss": loss, **{f"d{key}": value for key, value in grad.items()}}
+
+
+def compare_results(case: Case, actual: Any, expected: Any, oracle: str, label: str) -> list[Comparison]:
+    """Compare every output of one call with the oracle's, at the tolerance of the case's dtype."""
+    tol = tolerance(case.dtype, oracle)
+    got, want = quantities(case.function, actual), quantities(case.function, expected)
+    return [
+        compare(
+            got[name],
+            want[name],
+            tol,
+            label=f"{label} {name} {np.shape(want[name])}",
+            dtype=None if name == "loss" else case.dtype,
+        )
+        for name in want
+    ]
+
+
+# ------------------------------------------------------------------ builders
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _scores(N: int, C: int, seed: int, scale: float = 2.0) -> np.ndarray:
+    return scale * _rng(seed).standard_normal((N, C))
+
+
+def _labels(N: int, C: int, seed: int) -> np.ndarray:
+    return _rng(seed + 1000).integers(0, C, N)
+
+
+def _spread_1000() -> tuple[np.ndarray, np.ndarray]:
+    # Logits about 1000 apart: exp overflows without the max shift, and the
+    # true class of row 0 sits at the bottom, so its probability underflows to 0.
+    S = np.array([[500.0, -500.0, 0.0, 499.5], [-500.0, 500.0, 250.0, 0.0], [700.0, 710.0, -300.0, 709.0]])
+    return S, np.array([1, 2, 0])
+
+
+def params(D: int, H: int, C: int, seed: int) -> dict[str, np.ndarray]:
+    """Random two-layer parameters with roughly unit-variance activations."""
+    rng = _rng(seed)
+    return {
+        "W1": rng.standard_normal((D, H)) / np.sqrt(D),
+        "b1": 0.1 * rng.standard_normal(H),
+        "W2": rng.standard_normal((H, C)) / np.sqrt(H),
+        "b2": 0.1 * rng.standard_normal(C),
+    }
+
+
+SCORE_SHAPES = {"N=1": (1, 5), "C=1": (4, 1), "C=2": (6, 2), "tall": (300, 2), "wide": (3, 200), "random": (17, 9)}
+
+
+def _score_inputs() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    inputs = [
+        (name, _scores(N, C, seed), _labels(N, C, seed)) for seed, (name, (N, C)) in enumerate(SCORE_SHAPES.items())
+    ]
+    inputs.append(("ties", np.zeros((3, 4)), np.array([0, 3, 1])))
+    inputs.append(("spread 1000", *_spread_1000()))
+    return inputs
+
+
+def _dead_units_case(reg: float) -> Case:
+    # Rows of zero input with zero bias put pre-activations at exactly 0, where
+    # the ReLU's derivative is taken as 0; unit 2 is dead for every sample.
+    p = params(4, 5, 3, seed=7)
+    p["b1"] = np.zeros(5)
+    p["b1"][2] = -50.0
+    X = _rng(8).standard_normal((8, 4))
+    X[[0, 3]] = 0.0
+    return Case("dead units", "two_layer_loss", (p, X, _labels(8, 3, 8)), {"reg": reg})
+
+
+def standard_cases() -> list[Case]:
+    """Every public function on the fixed edge shapes and seeded random inputs (float64)."""
+    cases: list[Case] = []
+    for name, S, y in _score_inputs():
+        cases.append(Case(name, "softmax", (S,)))
+        for reduction in ("mean", "sum"):
+            cases.append(Case(name, "softmax_loss", (S, y), {"reduction": reduction}))
+    for name, x in [
+        ("C=1", np.array([3.0])),
+        ("C=2", np.array([0.5, -1.0])),
+        ("random", _scores(1, 6, seed=20)[0]),
+        ("ties", np.zeros(4)),
+        ("spread 1000", np.array([500.0, -500.0, 499.0])),
+    ]:
+        cases.append(Case(name, "softmax_jacobian", (x,)))
+    for seed, (N, D, C, reg, reduction) in enumerate(
+        [
+            (1, 3, 4, 0.0, "mean"),
+            (10, 5, 1, 0.1, "mean"),
+            (20, 4, 2, 0.0, "sum"),
+            (5, 1, 3, 0.0, "mean"),
+            (12, 6, 3, 0.5, "mean"),
+            (12, 6, 3, 0.5, "sum"),
+        ]
+    ):
+        W = _rng(30 + seed).standard_normal((D, C)) / np.sqrt(D)
+        X = _rng(40 + seed).standard_normal((N, D))
+        name = f"N={N} D={D} C={C}"
+        cases.append(Case(name, "linear_loss", (W, X, _labels(N, C, seed)), {"reg": reg, "reduction": reduction}))
+    for seed, (N, D, H, C, reg) in enumerate(
+        [
+            (1, 3, 4, 2, 0.0),
+            (6, 1, 3, 2, 0.1),
+            (7, 4, 1, 3, 0.0),
+            (5, 3, 4, 1, 0.2),
+            (16, 5, 8, 4, 0.0),
+            (16, 5, 8, 4, 0.1),
+        ]
+    ):
+        X = _rng(50 + seed).standard_normal((N, D))
+        name = f"N={N} D={D} H={H} C={C}"
+        cases.append(Case(name, "two_layer_loss", (params(D, H, C, 60 + seed), X, _labels(N, C, seed)), {"reg": reg}))
+    cases += [_dead_units_case(0.0), _dead_units_case(0.1)]
+    return cases

@@ -1,0 +1,71 @@
+"""One comparison helper: shape, then dtype, then finiteness, then values, and says which failed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from softmax_grad.tolerances import Tolerance
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The verdict on one computed quantity against its oracle."""
+
+    label: str
+    ok: bool
+    max_abs_error: float
+    max_rel_error: float  # max |actual - expected| / max |expected|, see compare()
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def compare(
+    actual: object, expected: object, tol: Tolerance, *, label: str, dtype: np.dtype | None = None
+) -> Comparison:
+    """Compare ``actual`` with ``expected`` under ``tol`` (see ``softmax_grad.tolerances``).
+
+    The reported relative error is normwise: ``max |a - e| / max |e|``.
+    ``label`` names what is compared (variant, quantity, shape) and opens the
+    message. With ``dtype`` given, ``actual`` must have exactly that dtype.
+
+    >>> from softmax_grad.tolerances import tolerance
+    >>> tol = tolerance("float64", "autodiff")
+    >>> compare(np.array([1.0, 2.0]), np.array([1.0, 2.0]), tol, label="dS").ok
+    True
+    >>> print(compare(np.array([1.0, 2.002]), np.array([1.0, 2.0]), tol, label="dS").message)
+    dS: values differ at index (1,): actual 2.002, expected 2 (max abs error 0.002, max rel error 0.001)
+    """
+    nan = float("nan")
+    a = np.asarray(actual)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        return Comparison(label, False, nan, nan, f"{label}: shape {a.shape}, expected {e.shape}")
+    if dtype is not None and a.dtype != dtype:
+        return Comparison(label, False, nan, nan, f"{label}: dtype {a.dtype}, expected {np.dtype(dtype)}")
+    if a.dtype.kind not in "iuf":
+        return Comparison(label, False, nan, nan, f"{label}: dtype {a.dtype} is not real")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        return Comparison(label, False, nan, nan, f"{label}: non-finite value {a[index]} at index {index}")
+    error = np.abs(a - e)
+    scale = float(np.max(np.abs(e), initial=0.0))
+    max_abs = float(np.max(error, initial=0.0))
+    # Relative to the array's largest entry; a scale below the oracle's noise
+    # (an all-zero gradient seen through finite differences) counts as that noise.
+    max_rel = max_abs / max(scale, tol.floor / tol.rtol)
+    allowed = tol.rtol * np.abs(e) + tol.atol * scale + tol.floor
+    excess = error - allowed
+    if a.size and excess.max() > 0:
+        index = np.unravel_index(int(np.argmax(excess)), a.shape)
+        where = tuple(int(i) for i in index)
+        message = (
+            f"{label}: values differ at index {where}: actual {a[index]:.16g}, expected {e[index]:.16g} "
+            f"(max abs error {max_abs:.3g}, max rel error {max_rel:.3g})"
+        )
+        return Comparison(label, False, max_abs, max_rel, message)
+    return Comparison(label, True, max_abs, max_rel, f"{label}: ok (max abs error {max_abs:.3g})")

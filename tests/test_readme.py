@@ -1,0 +1,22 @@
+"""README shows the exact commands that CI runs, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ci_commands() -> list[str]:
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    return [line for line in lines if line.startswith("python3.11 -m venv")]
+
+
+def test_ci_runs_two_commands():
+    assert len(ci_commands()) == 2
+
+
+def test_readme_shows_the_commands_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    for command in ci_commands():
+        assert f"\n{command}\n" in readme, f"README.md lacks the CI command: {command}"
