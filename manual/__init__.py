@@ -8,19 +8,20 @@ tested and timed with no other edit.
 
 >>> import manual
 >>> list(manual.VARIANTS)
-['per_element', 'per_row', 'vectorized']
+['per_element', 'per_row', 'vectorized', 'compiled']
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from manual import per_element, per_row, vectorized
+from manual import compiled, per_element, per_row, vectorized
 
 VARIANTS: dict[str, ModuleType] = {
     "per_element": per_element,
     "per_row": per_row,
     "vectorized": vectorized,
+    "compiled": compiled,
 }
 
-__all__ = ["VARIANTS", "per_element", "per_row", "vectorized"]
+__all__ = ["VARIANTS", "compiled", "per_element", "per_row", "vectorized"]
