@@ -31,6 +31,7 @@ from softmax_grad.contract import (
 
 __all__ = [
     "linear_loss",
+    "row_max_and_sum",
     "softmax",
     "softmax_jacobian",
     "softmax_loss",
@@ -54,19 +55,51 @@ def jacobian_core(x: jax.Array) -> jax.Array:
     return jnp.diag(p) - jnp.outer(p, p)
 
 
-@functools.partial(jax.jit, static_argnames=("reduction", "stable"))
+def _merge(a: tuple[jax.Array, jax.Array], b: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """Merge two partial (max m, sum of exp(s - m)) pairs: rescale both sums to the larger max."""
+    (m1, s1), (m2, s2) = a, b
+    m = jnp.maximum(m1, m2)
+    # An empty part is (-inf, 0); where() keeps its exp(-inf - -inf) = nan out of the sum.
+    return m, jnp.where(s1 == 0, 0.0, s1 * jnp.exp(m1 - m)) + jnp.where(s2 == 0, 0.0, s2 * jnp.exp(m2 - m))
+
+
+def row_max_and_sum(S: jax.Array, one_pass: bool) -> tuple[jax.Array, jax.Array]:
+    """``m_i = max_j S_ij`` and ``sum_j exp(S_ij - m_i)`` (eq. 14), as (N, 1) columns.
+
+    Two passes over ``S`` (max, then the sum), or one pass that carries the
+    pair and rescales the running sum whenever the max grows ("online
+    softmax", Milakov and Gimelshein, 2018). The one pass reads ``S`` once less
+    but takes more ``exp`` per entry: it wins where memory is the bottleneck
+    (GPUs), the two passes where ``exp`` is (CPUs).
+    """
+    if not one_pass:
+        m = jnp.max(S, axis=1, keepdims=True)
+        return m, jnp.sum(jnp.exp(S - m), axis=1, keepdims=True)
+    empty = (jnp.array(-jnp.inf, S.dtype), jnp.array(0, S.dtype))
+    m, sums = jax.lax.reduce((S, jnp.ones_like(S)), empty, _merge, (1,))  # each entry is the pair (s, 1)
+    return m[:, None], sums[:, None]
+
+
+@functools.partial(jax.jit, static_argnames=("reduction", "stable", "one_pass"))
 def softmax_loss_core(
-    S: jax.Array, y: jax.Array, reduction: str = "mean", stable: bool = True
+    S: jax.Array, y: jax.Array, reduction: str = "mean", stable: bool = True, one_pass: bool | None = None
 ) -> tuple[jax.Array, jax.Array]:
-    """Loss (eqs. 4, 15) and ``dS = scale (P - Y)`` (eq. 6), ``scale = 1/N`` for ``"mean"``."""
+    """Loss (eqs. 4, 15) and ``dS = scale (P - Y)`` (eq. 6), ``scale = 1/N`` for ``"mean"``.
+
+    ``one_pass`` picks how the row max and sum are found (see ``row_max_and_sum``);
+    by default one pass on accelerators and two on the CPU.
+    """
     scale = 1.0 / S.shape[0] if reduction == "mean" else 1.0
-    shift = jnp.max(S, axis=1, keepdims=True) if stable else jnp.zeros_like(S[:, :1])
-    E = jnp.exp(S - shift)
-    sums = jnp.sum(E, axis=1, keepdims=True)
+    if one_pass is None:
+        one_pass = jax.default_backend() != "cpu"
     if stable:
+        shift, sums = row_max_and_sum(S, one_pass)
+        E = jnp.exp(S - shift)
         # eq. (15); S_y - shift first, exact when S_y is the max (log(sums) + shift would round at |shift|)
         loss = jnp.sum(jnp.log(sums) - (jnp.take_along_axis(S, y[:, None], axis=1) - shift))
     else:
+        E = jnp.exp(S)
+        sums = jnp.sum(E, axis=1, keepdims=True)
         loss = -jnp.sum(jnp.log(jnp.take_along_axis(E, y[:, None], axis=1) / sums))  # eq. (2) as written
     # XLA on the CPU divides by multiplying with 1/sums and flushes a subnormal 1/sums to 0.
     # With the shift sums >= 1, so that never happens; the literal formula (stable=False)

@@ -1,6 +1,7 @@
 """The ``softmax-grad`` command: a thin face over ``manual`` and ``reference``.
 
     softmax-grad verify     every variant against both oracles (exit 0 only if all pass)
+    softmax-grad bench      time every variant side by side; write a table and a plot
 
 This module is the one place that imports both sides.
 """
@@ -9,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -48,6 +53,54 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _benchmarks_dir() -> Path | None:
+    """The benchmarks folder: in the working directory, or beside the installed packages."""
+    for root in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        if (root / "benchmarks" / "test_benchmarks.py").is_file():
+            return root / "benchmarks"
+    return None
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"Machine: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, {platform.system()}"
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from softmax_grad.report import render
+
+    folder = _benchmarks_dir()
+    if folder is None:
+        print("softmax-grad bench: no benchmarks/ folder found; run it from a clone of the repository", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "benchmarks.json"
+    size, max_time, min_rounds = ("quick", "0.05", "3") if args.quick else ("full", "0.5", "5")
+    command = [
+        sys.executable, "-m", "pytest", str(folder), "-o", "addopts=", "-p", "no:cacheprovider",
+        "--benchmark-enable", "--benchmark-only", "--benchmark-quiet", f"--benchmark-json={json_path}",
+        f"--benchmark-max-time={max_time}", f"--benchmark-min-rounds={min_rounds}", f"--bench-size={size}",
+        "-v", "-rs", "--no-header",
+    ]  # fmt: skip
+    print(f"running the {size} benchmarks (pytest-benchmark); one line per benchmark as it finishes", file=sys.stderr)
+    status = subprocess.run(command, cwd=folder.parent, check=False).returncode
+    if status != 0 or not json_path.is_file():
+        print(f"softmax-grad bench: the benchmarks failed (pytest exit {status})", file=sys.stderr)
+        return 1
+    markdown, plot_message = render(json_path, out, _machine())
+    print(markdown)
+    print(f"{_machine()}\ntable written to {out / 'report.md'}; timings in {json_path}; {plot_message}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softmax-grad", description="Hand-derived softmax-loss gradients, checked against JAX autodiff."
@@ -57,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--variant", action="append", default=[], help="only this variant (repeatable)")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.set_defaults(run=_verify)
+    bench = commands.add_parser("bench", help="time every variant side by side; write a table and a plot")
+    bench.add_argument("--quick", action="store_true", help="a few small workloads, about a minute on 2 cores")
+    bench.add_argument("--out", default="bench-report", help="folder for the JSON, report.md and the plot")
+    bench.set_defaults(run=_bench)
     return parser
 
 

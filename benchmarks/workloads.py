@@ -1,0 +1,81 @@
+"""The benchmark workloads: shapes, inputs, and which contenders can afford them.
+
+One table per workload (function, shape, dtype); every variant of
+``manual.VARIANTS`` is a contender in it, plus the floor: one ``np.exp`` pass
+over the same (N, C) scores, which no NumPy implementation can beat.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# (N, C) for softmax_loss; (N, D, C) for linear_loss; (N, D, H, C) for two_layer_loss.
+FULL = {
+    "softmax_loss": [(64, 10), (256, 10), (128, 1000), (4096, 1000), (1024, 32000)],
+    "linear_loss": [(128, 100, 10), (500, 3073, 10)],  # the second: a CIFAR-10 batch, bias folded into X
+    "two_layer_loss": [(64, 32, 64, 10), (256, 3072, 100, 10)],  # the second: a CIFAR-10 batch
+}
+QUICK = {
+    "softmax_loss": [(64, 10), (128, 1000), (4096, 1000)],
+    "linear_loss": [(128, 100, 10)],
+    "two_layer_loss": [(64, 32, 64, 10)],
+}
+SIZES = {"full": FULL, "quick": QUICK}
+
+# A loop variant runs only where one call is expected to take under this long.
+LOOP_BUDGET_SECONDS = 2.0
+# Measured on the 2-core development machine: one innermost iteration of the
+# per-element loops (index, multiply, add on NumPy scalars) costs about 0.3-1 us.
+PER_ELEMENT_SECONDS_PER_ITERATION = 1e-6
+
+
+def scores_shape(function: str, shape: tuple[int, ...]) -> tuple[int, int]:
+    """The (N, C) of the scores that ``function`` computes for ``shape``."""
+    return (shape[0], shape[-1])
+
+
+def loop_iterations(function: str, shape: tuple[int, ...]) -> int:
+    """How many innermost Python iterations the per-element variant runs for one call."""
+    if function == "softmax_loss":
+        N, C = shape
+        return N * C
+    if function == "linear_loss":
+        N, D, C = shape
+        return N * C + D * C * N
+    N, D, H, C = shape
+    return N * C + H * C * N + N * H * C + D * H * N  # dS, dW2, dH1, dW1
+
+
+def skip_reason(variant: str, function: str, shape: tuple[int, ...]) -> str | None:
+    """Why ``variant`` sits this workload out, or None if it runs."""
+    if variant != "per_element":
+        return None
+    iterations = loop_iterations(function, shape)
+    seconds = iterations * PER_ELEMENT_SECONDS_PER_ITERATION
+    if seconds <= LOOP_BUDGET_SECONDS:
+        return None
+    return (
+        f"per_element would run {iterations:.2e} Python iterations at {shape} "
+        f"(about {seconds:.0f} s a call, over the {LOOP_BUDGET_SECONDS:.0f} s budget)"
+    )
+
+
+def inputs(function: str, shape: tuple[int, ...], dtype: type, seed: int = 0) -> tuple[tuple, dict]:
+    """Random arguments for ``function`` at ``shape`` in ``dtype``: ``(args, kwargs)``."""
+    rng = np.random.default_rng(seed)
+    N, C = scores_shape(function, shape)
+    y = rng.integers(0, C, N)
+    if function == "softmax_loss":
+        return (rng.standard_normal(shape).astype(dtype), y), {}
+    if function == "linear_loss":
+        _, D, _ = shape
+        W = (0.01 * rng.standard_normal((D, C))).astype(dtype)
+        return (W, rng.standard_normal((N, D)).astype(dtype), y), {"reg": 1e-3}
+    _, D, H, _ = shape
+    params = {
+        "W1": (rng.standard_normal((D, H)) / np.sqrt(D)).astype(dtype),
+        "b1": np.zeros(H, dtype),
+        "W2": (rng.standard_normal((H, C)) / np.sqrt(H)).astype(dtype),
+        "b2": np.zeros(C, dtype),
+    }
+    return (params, rng.standard_normal((N, D)).astype(dtype), y), {"reg": 1e-3}

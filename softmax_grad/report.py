@@ -1,0 +1,149 @@
+"""Turn pytest-benchmark's JSON into a Markdown table and a log-log plot.
+
+One table per workload, every contender a row: median time, spread (the
+interquartile range), speedup against the baselines present in the table
+(``per_element``, ``vectorized``, ``jax autodiff``), and the ratio to the floor
+(one ``exp`` pass over the same array). The plot shows median time against
+N x C for ``softmax_loss``, one line per contender; it needs matplotlib (the
+``plot`` extra) and is skipped with a message without it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+BASELINES = ("per_element", "vectorized", "jax autodiff")
+FLOORS = ("np.exp floor", "jnp.exp floor")
+
+
+@dataclass(frozen=True)
+class Timing:
+    group: str
+    kind: str
+    function: str
+    shape: tuple[int, ...]
+    dtype: str
+    contender: str
+    scores_elements: int
+    median: float
+    iqr: float
+    rounds: int
+    variants: tuple[str, ...]
+
+
+def load(path: str | Path) -> list[Timing]:
+    """Read the timings of a ``--benchmark-json`` file."""
+    data = json.loads(Path(path).read_text())
+    timings = []
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        stats = bench["stats"]
+        timings.append(
+            Timing(
+                group=bench["group"],
+                kind=info["kind"],
+                function=info["function"],
+                shape=tuple(info["shape"]),
+                dtype=info["dtype"],
+                contender=info["contender"],
+                scores_elements=info["scores_elements"],
+                median=stats["median"],
+                iqr=stats["iqr"],
+                rounds=stats["rounds"],
+                variants=tuple(info.get("variants", ())),
+            )
+        )
+    return timings
+
+
+def seconds(value: float) -> str:
+    """A duration with a readable unit.
+
+    >>> seconds(0.0123), seconds(4.5e-6), seconds(2.0)
+    ('12.3 ms', '4.5 us', '2.00 s')
+    """
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.1f} ms"
+    return f"{value * 1e6:.1f} us"
+
+
+def _group_order(timings: list[Timing]) -> list[str]:
+    first = {}
+    for t in timings:
+        first.setdefault(t.group, (t.function, t.kind, t.dtype, t.scores_elements, t.shape))
+    return sorted(first, key=lambda g: first[g])
+
+
+def table(timings: list[Timing]) -> str:
+    """Markdown: one table per workload."""
+    by_group: dict[str, list[Timing]] = defaultdict(list)
+    for t in timings:
+        by_group[t.group].append(t)
+    out = []
+    for group in _group_order(timings):
+        rows = sorted(by_group[group], key=lambda t: t.median, reverse=True)
+        medians = {t.contender: t.median for t in rows}
+        baselines = [b for b in BASELINES if b in medians]
+        floor = next((medians[f] for f in FLOORS if f in medians), None)
+        header = ["contender", "median", "spread (IQR)", *[f"speedup vs {b}" for b in baselines], "x floor"]
+        out += [f"### {group}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for t in rows:
+            cells = [t.contender, seconds(t.median), seconds(t.iqr)]
+            cells += [f"{medians[b] / t.median:.2f}x" for b in baselines]
+            cells.append(f"{t.median / floor:.2f}" if floor else "-")
+            out.append("| " + " | ".join(cells) + " |")
+        skipped = [v for v in rows[0].variants if rows[0].kind == "numpy" and v not in medians]
+        for variant in skipped:
+            cells = [variant, "skipped: over the loop budget", "", *[""] * len(baselines), ""]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def plot(timings: list[Timing], path: str | Path) -> str:
+    """Write the log-log plot of ``softmax_loss`` time against N x C; return what was done."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot skipped: matplotlib is not installed (pip install 'softmax-grad[plot]')"
+    panels = [(kind, dtype) for kind in ("numpy", "jax") for dtype in ("float64", "float32")]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8), sharex=True, sharey=True)
+    for ax, (kind, dtype) in zip(axes.flat, panels, strict=True):
+        lines: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        for t in timings:
+            if t.function == "softmax_loss" and t.kind == kind and t.dtype == dtype:
+                lines[t.contender].append((t.scores_elements, t.median))
+        for contender, points in sorted(lines.items()):
+            xs, ys = zip(*sorted(points), strict=True)
+            style = ":" if contender in FLOORS else "-"
+            ax.loglog(xs, ys, style, marker="o", label=contender)
+        ax.set_title(f"softmax_loss, {kind}, {dtype}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[1]:
+        ax.set_xlabel("N x C (scores)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("median time per call (s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"plot written to {path}"
+
+
+def render(json_path: str | Path, out_dir: str | Path, machine: str = "") -> tuple[str, str]:
+    """Write ``report.md`` and ``softmax_loss.png`` into ``out_dir``; return the table and the plot message."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = load(json_path)
+    markdown = table(timings)
+    heading = f"# softmax-grad benchmarks\n\n{machine}\n\n" if machine else "# softmax-grad benchmarks\n\n"
+    (out / "report.md").write_text(heading + markdown)
+    return markdown, plot(timings, out / "softmax_loss.png")
