@@ -29,22 +29,45 @@ def _softmax_rows(S: np.ndarray) -> np.ndarray:
     return P
 
 
+def _shift_is_free(row_max: np.ndarray, dtype: np.dtype, C: int) -> bool:
+    """True when a shift of 0 is exactly as safe as the max shift (eq. 14 allows any shift).
+
+    With every row max in ``[0, log(largest float) - log C - 1]``, ``exp(S)`` cannot
+    overflow (nor can a row sum), and every entry that is a normal number after
+    the max shift (``S_ij - m_i >= log(smallest normal)``) is one before it too,
+    because ``m_i >= 0``: no digit the shift would keep is lost. Skipping the
+    shift then saves a whole pass over memory.
+    """
+    limit = np.log(np.finfo(dtype).max) - np.log(C) - 1.0
+    return bool(row_max.min() >= 0 and row_max.max() <= limit)
+
+
 def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) -> tuple[float, np.ndarray]:
-    """Sum of L_i times ``scale``, and ``dS = scale (P - Y)`` (eqs. 6, 15) in one buffer.
+    """Sum of L_i times ``scale``, and ``dS = scale (P - Y)`` (eqs. 6, 14, 15) in one buffer.
 
     The gradient is built in place in a single fresh array: exponentiate,
     normalize and scale in one multiply, then subtract ``scale`` at
-    ``[i, y_i]``. ``P`` and the one-hot ``Y`` are never materialized; every pass
+    ``[i, y_i]``. ``P`` and the one-hot ``Y`` are never materialized. Every pass
     over the (N, C) data that is not needed is left out, so the whole costs
-    little more than the ``exp`` itself.
+    little more than the ``exp`` itself: the max shift too, when a shift of 0
+    is provably as safe (``_shift_is_free``).
     """
-    rows = np.arange(S.shape[0])
-    shift = S.max(axis=1, keepdims=True) if stable else np.zeros((S.shape[0], 1), S.dtype)
-    dS = np.subtract(S, shift)  # the only (N, C) allocation
-    np.exp(dS, out=dS)
-    sums = dS @ np.ones(S.shape[1], S.dtype)  # row sums; a BLAS pass is the cheapest read
+    N, C = S.shape
+    rows = np.arange(N)
+    ones = np.ones(C, S.dtype)
+    row_max = S.max(axis=1)
+    if not stable or _shift_is_free(row_max, S.dtype, C):
+        shift = np.zeros(N, S.dtype)
+        dS = np.exp(S)  # the only (N, C) allocation
+    else:
+        shift = row_max
+        dS = np.subtract(S, shift[:, None])  # eq. (14); the only (N, C) allocation
+        np.exp(dS, out=dS)
+    sums = dS @ ones  # row sums of exp(S - shift); a BLAS pass is the cheapest read
     if stable:
-        loss = np.sum(np.log(sums) - (S[rows, y] - shift[:, 0]))  # eq. (15)
+        # eq. (15): log sum_j exp(S_ij - m_i), from whichever shift was applied, minus (S_iy - m_i)
+        shifted_sums = sums if shift is row_max else sums * np.exp(shift - row_max)
+        loss = np.sum(np.log(shifted_sums) - (S[rows, y] - row_max))
     else:
         loss = -np.sum(np.log(dS[rows, y] / sums))  # eq. (2) as the post writes it
     dS *= (scale / sums)[:, None]  # scale * P

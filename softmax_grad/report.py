@@ -15,6 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 BASELINES = ("per_element", "vectorized", "jax autodiff")
 FLOORS = ("np.exp floor", "jnp.exp floor")
 
@@ -105,6 +107,38 @@ def table(timings: list[Timing]) -> str:
     return "\n".join(out)
 
 
+def summary(timings: list[Timing], kind: str, dtype: str) -> str:
+    """Markdown: one row per workload, one column per contender, median times.
+
+    The overview that the per-workload tables detail; a loop variant that sat a
+    workload out shows as "skipped".
+    """
+    chosen = [t for t in timings if t.kind == kind and t.dtype == dtype]
+    contenders = list(dict.fromkeys(c for t in chosen for c in (*t.variants, t.contender) if kind == "numpy"))
+    if kind != "numpy":
+        contenders = list(dict.fromkeys(t.contender for t in chosen))
+    rows: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for t in chosen:
+        rows[(t.function, t.shape)][t.contender] = t.median
+    floor = next((f for f in FLOORS if f in contenders), None)
+    names = [c for c in contenders if c != floor] + ([floor] if floor else [])
+    header = ["workload", *names]
+    if floor and "vectorized" in names:
+        header.append("vectorized / floor")
+    if "compiled core" in names and "jax autodiff" in names:
+        header.append("autodiff / compiled core")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (function, shape), medians in sorted(rows.items(), key=lambda kv: (kv[0][0], int(np.prod(kv[0][1])))):
+        cells = [f"{function} {'x'.join(map(str, shape))}"]
+        cells += [seconds(medians[c]) if c in medians else "skipped" for c in names]
+        if floor and "vectorized" in names:
+            cells.append(f"{medians['vectorized'] / medians[floor]:.2f}" if "vectorized" in medians else "-")
+        if "compiled core" in names and "jax autodiff" in names:
+            cells.append(f"{medians['jax autodiff'] / medians['compiled core']:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(timings: list[Timing], path: str | Path) -> str:
     """Write the log-log plot of ``softmax_loss`` time against N x C; return what was done."""
     try:
@@ -143,7 +177,13 @@ def render(json_path: str | Path, out_dir: str | Path, machine: str = "") -> tup
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings = load(json_path)
-    markdown = table(timings)
+    overview = [
+        f"## Summary: medians, {kind} tables, {dtype}\n\n{summary(timings, kind, dtype)}\n"
+        for kind in ("numpy", "jax")
+        for dtype in ("float64", "float32")
+        if any(t.kind == kind and t.dtype == dtype for t in timings)
+    ]
+    markdown = "\n".join(overview) + "\n## Every workload\n\n" + table(timings)
     heading = f"# softmax-grad benchmarks\n\n{machine}\n\n" if machine else "# softmax-grad benchmarks\n\n"
     (out / "report.md").write_text(heading + markdown)
     return markdown, plot(timings, out / "softmax_loss.png")

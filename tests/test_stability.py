@@ -67,3 +67,35 @@ def test_unstable_formula_overflows_exactly_at_the_float_boundary(variant, dtype
 def test_stable_flag_must_be_a_bool(variant):
     with pytest.raises(TypeError, match="stable"):
         VARIANTS[variant].softmax_loss(np.zeros((1, 2)), [0], stable="no")
+
+
+# (dtype, offset added to |normal| scores, whether a shift of 0 is free): the limit for C = 5
+# is log(largest float) - log(5) - 1, that is 707.2 in float64 and 86.1 in float32.
+SHIFT_PATHS = [
+    (np.float64, 0.0, True),
+    (np.float64, -10.0, False),
+    (np.float64, 600.0, True),
+    (np.float64, 708.0, False),
+    (np.float32, 0.0, True),
+    (np.float32, -10.0, False),
+    (np.float32, 80.0, True),
+    (np.float32, 86.5, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "offset", "free"), SHIFT_PATHS, ids=[f"{d.__name__}{o:+}" for d, o, _ in SHIFT_PATHS]
+)
+def test_vectorized_skips_the_shift_only_where_it_is_free_and_agrees_either_way(dtype, offset, free):
+    # The vectorized variant applies eq. (14) with c = 0 when that is provably as safe as
+    # c = max (manual.vectorized._shift_is_free); both paths must give the oracle's answer.
+    from manual import vectorized
+
+    S = (np.abs(np.random.default_rng(11).standard_normal((6, 5))) + offset).astype(dtype)
+    assert vectorized._shift_is_free(S.max(axis=1), S.dtype, S.shape[1]) is free
+    y = np.array([0, 4, 2, 2, 1, 3])
+    loss, dS = vectorized.softmax_loss(S, y)
+    ref_loss, ref_dS = reference.softmax_loss(S, y)
+    tol = tolerance(dtype, "autodiff")
+    assert compare(dS, ref_dS, tol, label="dS", dtype=dtype).ok
+    assert compare(loss, ref_loss, tol, label="loss").ok
