@@ -2,6 +2,7 @@
 
     softmax-grad verify     every variant against both oracles (exit 0 only if all pass)
     softmax-grad bench      time every variant side by side; write a table and a plot
+    softmax-grad check      check your own function against the JAX reference
 
 This module is the one place that imports both sides.
 """
@@ -101,6 +102,30 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from reference.check import CheckError, check, load_target
+
+    try:
+        fn = load_target(args.target)
+        report = check(
+            fn,
+            args.kind,
+            reduction=args.reduction,
+            reg_scale=args.reg_scale,
+            seed=args.seed,
+            save_failure=None if args.json else args.save,
+            target=args.target,
+        )
+    except (CheckError, ValueError) as exc:
+        from reference.check import KINDS
+
+        print(f"softmax-grad check: {exc}", file=sys.stderr)
+        print(f"expected for --kind {args.kind}: {KINDS.get(args.kind, '?')}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    return 0 if report.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softmax-grad", description="Hand-derived softmax-loss gradients, checked against JAX autodiff."
@@ -114,6 +139,29 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a few small workloads, about a minute on 2 cores")
     bench.add_argument("--out", default="bench-report", help="folder for the JSON, report.md and the plot")
     bench.set_defaults(run=_bench)
+    check = commands.add_parser(
+        "check",
+        help="check your own function against the JAX reference",
+        description="Exit status: 0 every case passes, 1 a case fails, 2 the target cannot be loaded or called.",
+    )
+    check.add_argument("target", help="path/to/file.py:function or package.module:function")
+    check.add_argument(
+        "--kind",
+        required=True,
+        choices=("scores", "linear", "two_layer"),
+        help="scores: f(scores, y); linear: f(W, X, y, reg); two_layer: f(params, X, y, reg)",
+    )
+    check.add_argument("--reduction", choices=("mean", "sum"), default="mean", help="loss over samples (default mean)")
+    check.add_argument(
+        "--reg-scale",
+        type=float,
+        default=0.5,
+        help="penalty R = REG_SCALE * reg * sum W^2: 0.5 as in the derivation (default), 1 as in many courses",
+    )
+    check.add_argument("--seed", type=int, default=0, help="seed of the random cases (default 0)")
+    check.add_argument("--save", default="softmax-grad-failure.npz", help="where the first failing case is saved")
+    check.add_argument("--json", action="store_true", help="machine-readable output (saves no file)")
+    check.set_defaults(run=_check)
     return parser
 
 
