@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def ci_commands() -> list[str]:
     lines = (ROOT / ".ci" / "run").read_text().splitlines()
-    return [line for line in lines if line.startswith("python3.11 -m venv")]
+    return [line for line in lines if line.startswith("python3.11 -m venv .venv ")]
 
 
 def test_ci_runs_two_commands():
