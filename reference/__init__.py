@@ -6,6 +6,9 @@ the losses of ``reference.losses`` differentiated by ``jax.value_and_grad`` and
 oracle is ``reference.finite_differences``, with the same five functions. Nothing
 here imports ``manual``: an oracle that shares the code it checks proves nothing.
 
+``reference.check(fn, kind=...)`` checks a user's own implementation against the
+autodiff oracle (see ``reference.checker``).
+
 >>> import reference
 >>> loss, dS = reference.softmax_loss([[2.0, 1.0, 0.1]], [0])
 >>> round(loss, 6)
@@ -16,8 +19,10 @@ from __future__ import annotations
 
 from reference import finite_differences, losses
 from reference.autodiff import linear_loss, softmax, softmax_jacobian, softmax_loss, two_layer_loss
+from reference.checker import check
 
 __all__ = [
+    "check",
     "finite_differences",
     "linear_loss",
     "losses",

@@ -103,7 +103,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from reference.check import CheckError, check, load_target
+    from reference.checker import CheckError, check, load_target
 
     try:
         fn = load_target(args.target)
@@ -117,7 +117,7 @@ def _check(args: argparse.Namespace) -> int:
             target=args.target,
         )
     except (CheckError, ValueError) as exc:
-        from reference.check import KINDS
+        from reference.checker import KINDS
 
         print(f"softmax-grad check: {exc}", file=sys.stderr)
         print(f"expected for --kind {args.kind}: {KINDS.get(args.kind, '?')}", file=sys.stderr)

@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from reference.check import CheckError, check, load_target, rerun
+from reference.checker import CheckError, check, load_target, rerun
 from softmax_grad.cli import main
 
 
@@ -57,11 +57,11 @@ def linear_naive(W, X, y, reg):
     return loss / N + reg * np.sum(W * W), dW / N + 2 * reg * W
 
 
-def two_layer(params, X, y, reg):
+def two_layer(params, X, y, reg, relu_open=np.greater):
     Z1 = X @ params["W1"] + params["b1"]
     H1 = np.maximum(Z1, 0)
     loss, dS = scores_mean(H1 @ params["W2"] + params["b2"], y)
-    dZ1 = (dS @ params["W2"].T) * (Z1 > 0)
+    dZ1 = (dS @ params["W2"].T) * relu_open(Z1, 0)
     grads = {
         "W1": X.T @ dZ1 + reg * params["W1"],
         "b1": dZ1.sum(0),
@@ -115,17 +115,7 @@ def missing_key(params, X, y, reg):
 
 
 def relu_gate_at_zero(params, X, y, reg):
-    Z1 = X @ params["W1"] + params["b1"]
-    H1 = np.maximum(Z1, 0)
-    loss, dS = scores_mean(H1 @ params["W2"] + params["b2"], y)
-    dZ1 = (dS @ params["W2"].T) * (Z1 >= 0)
-    grads = {
-        "W1": X.T @ dZ1 + reg * params["W1"],
-        "b1": dZ1.sum(0),
-        "W2": H1.T @ dS + reg * params["W2"],
-        "b2": dS.sum(0),
-    }
-    return loss + 0.5 * reg * (np.sum(params["W1"] ** 2) + np.sum(params["W2"] ** 2)), grads
+    return two_layer(params, X, y, reg, relu_open=np.greater_equal)
 
 
 def not_a_pair(scores, y):
@@ -292,3 +282,10 @@ def test_command_exits_2_when_the_target_cannot_be_loaded_or_called(tmp_path, ca
 
 def test_load_target_accepts_module_paths():
     assert load_target("numpy:exp") is np.exp
+
+
+def test_reference_check_is_the_checker():
+    import reference
+
+    report = reference.check(scores_mean, kind="scores")
+    assert report and report.kind == "scores"

@@ -20,3 +20,10 @@ def test_readme_shows_the_commands_ci_runs():
     readme = (ROOT / "README.md").read_text()
     for command in ci_commands():
         assert f"\n{command}\n" in readme, f"README.md lacks the CI command: {command}"
+
+
+def test_the_calling_example_runs():
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Calling a variant")
+    block = readme[readme.index("```python\n", start) + len("```python\n") :]
+    exec(block[: block.index("```")], {})

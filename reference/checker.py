@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-import reference
+from reference import autodiff
 from softmax_grad.cases import params as make_params
 from softmax_grad.compare import Comparison, compare
 from softmax_grad.tolerances import tolerance
@@ -214,13 +214,13 @@ def _expected(
     The penalty ``reg_scale * reg * sum W^2`` is eq. (3)'s ``reg'/2 * sum W^2`` with ``reg' = 2 reg_scale reg``.
     """
     if kind == "scores":
-        loss, dS = reference.softmax_loss(inputs["scores"], inputs["y"], reduction=reduction)
+        loss, dS = autodiff.softmax_loss(inputs["scores"], inputs["y"], reduction=reduction)
         return loss, {"dscores": dS}
     reg = 2.0 * reg_scale * inputs["reg"]
     if kind == "linear":
-        loss, dW = reference.linear_loss(inputs["W"], inputs["X"], inputs["y"], reg=reg, reduction=reduction)
+        loss, dW = autodiff.linear_loss(inputs["W"], inputs["X"], inputs["y"], reg=reg, reduction=reduction)
         return loss, {"dW": dW}
-    loss, grads = reference.two_layer_loss(inputs["params"], inputs["X"], inputs["y"], reg=reg)
+    loss, grads = autodiff.two_layer_loss(inputs["params"], inputs["X"], inputs["y"], reg=reg)
     return loss, grads
 
 
@@ -359,9 +359,9 @@ def check(
         _save(path, kind, failure.name, inputs, reduction, reg_scale)
         report.failure_file = str(path)
         how = repr(target) if target else "your_function"
-        report.rerun = f'python -c "from reference.check import rerun; rerun({str(path)!r}, {how})"'
+        report.rerun = f'python -c "from reference.checker import rerun; rerun({str(path)!r}, {how})"'
         if not target:
-            report.rerun = f"from reference.check import rerun; rerun({str(path)!r}, your_function)"
+            report.rerun = f"from reference.checker import rerun; rerun({str(path)!r}, your_function)"
     return report
 
 
