@@ -161,7 +161,10 @@ def plot(timings: list[Timing], path: str | Path) -> str:
             ax.loglog(xs, ys, style, marker="o", label=contender)
         ax.set_title(f"softmax_loss, {kind}, {dtype}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        if lines:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
     for ax in axes[1]:
         ax.set_xlabel("N x C (scores)")
     for ax in axes[:, 0]:

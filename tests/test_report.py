@@ -1,0 +1,69 @@
+"""The benchmark report: table and summary from pytest-benchmark's JSON; the plot only with matplotlib."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from softmax_grad.report import load, render, summary, table
+
+
+def fake_json(tmp_path):
+    def bench(contender, kind, median, shape=(4096, 1000), dtype="float64"):
+        group = f"softmax_loss {'x'.join(map(str, shape))} {dtype} [{kind}]"
+        info = {
+            "kind": kind, "function": "softmax_loss", "shape": list(shape), "dtype": dtype,
+            "contender": contender, "scores_elements": shape[0] * shape[1],
+            "variants": ["per_element", "per_row", "vectorized"],
+        }  # fmt: skip
+        return {"group": group, "extra_info": info, "stats": {"median": median, "iqr": median / 10, "rounds": 5}}
+
+    benchmarks = [
+        bench("per_row", "numpy", 0.12),
+        bench("vectorized", "numpy", 0.045),
+        bench("np.exp floor", "numpy", 0.040),
+        bench("per_element", "numpy", 0.009, shape=(100, 100)),
+        bench("vectorized", "numpy", 0.0002, shape=(100, 100)),
+        bench("np.exp floor", "numpy", 0.00005, shape=(100, 100)),
+        bench("compiled core", "jax", 0.012),
+        bench("jax autodiff", "jax", 0.048),
+        bench("jnp.exp floor", "jax", 0.005),
+    ]
+    path = tmp_path / "benchmarks.json"
+    path.write_text(json.dumps({"benchmarks": benchmarks}))
+    return path
+
+
+def test_table_has_speedups_floor_ratios_and_skipped_loop_variants(tmp_path):
+    markdown = table(load(fake_json(tmp_path)))
+    assert "### softmax_loss 4096x1000 float64 [numpy]" in markdown
+    assert "| vectorized | 45.0 ms | 4.5 ms | 1.00x | 1.12 |" in markdown  # 45 / 40 = 1.125
+    assert "| per_element | skipped: over the loop budget |" in markdown
+    assert "| per_element | 9.0 ms | 900.0 us | 1.00x | 0.02x | 180.00 |" in markdown
+    assert "| compiled core | 12.0 ms | 1.2 ms | 4.00x | 2.40 |" in markdown
+
+
+def test_summary_puts_every_workload_in_one_row(tmp_path):
+    timings = load(fake_json(tmp_path))
+    numpy_rows = summary(timings, "numpy", "float64").splitlines()
+    assert numpy_rows[0].startswith("| workload | per_element | per_row | vectorized | np.exp floor |")
+    assert "| softmax_loss 4096x1000 | skipped | 120.0 ms | 45.0 ms | 40.0 ms | 1.12 |" in numpy_rows
+    assert "| softmax_loss 4096x1000 | 12.0 ms | 48.0 ms | 5.0 ms | 4.00x |" in summary(timings, "jax", "float64")
+
+
+def test_render_writes_report_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    _, message = render(fake_json(tmp_path), tmp_path / "out", "Machine: test")
+    assert (tmp_path / "out" / "report.md").read_text().startswith("# softmax-grad benchmarks\n\nMachine: test")
+    assert (tmp_path / "out" / "softmax_loss.png").stat().st_size > 1000
+    assert "plot written" in message
+
+
+def test_without_matplotlib_the_table_still_comes_and_the_plot_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    markdown, message = render(fake_json(tmp_path), tmp_path / "out")
+    assert "speedup vs" in markdown and (tmp_path / "out" / "report.md").is_file()
+    assert not (tmp_path / "out" / "softmax_loss.png").exists()
+    assert message.startswith("plot skipped: matplotlib is not installed")
