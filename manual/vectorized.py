@@ -35,10 +35,13 @@ def _shift_is_free(row_max: np.ndarray, dtype: np.dtype, C: int) -> bool:
     With every row max in ``[0, log(largest float) - log C - 1]``, ``exp(S)`` cannot
     overflow (nor can a row sum), and every entry that is a normal number after
     the max shift (``S_ij - m_i >= log(smallest normal)``) is one before it too,
-    because ``m_i >= 0``: no digit the shift would keep is lost. Skipping the
-    shift then saves a whole pass over memory.
+    because ``m_i >= 0``: no digit the shift would keep is lost. The bound
+    ``-log(smallest normal)`` keeps ``exp(-m_i)``, which turns the row sums
+    back into the shifted ones for the loss, a normal number as well.
+    Skipping the shift then saves a whole pass over memory.
     """
-    limit = np.log(np.finfo(dtype).max) - np.log(C) - 1.0
+    info = np.finfo(dtype)
+    limit = min(np.log(info.max) - np.log(C) - 1.0, -np.log(info.tiny))
     return bool(row_max.min() >= 0 and row_max.max() <= limit)
 
 

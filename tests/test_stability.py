@@ -70,7 +70,7 @@ def test_stable_flag_must_be_a_bool(variant):
 
 
 # (dtype, offset added to |normal| scores, whether a shift of 0 is free): the limit for C = 5
-# is log(largest float) - log(5) - 1, that is 707.2 in float64 and 86.1 in float32.
+# is min(log(largest float) - log(5) - 1, -log(smallest normal)), 707.2 in float64 and 86.1 in float32.
 SHIFT_PATHS = [
     (np.float64, 0.0, True),
     (np.float64, -10.0, False),
