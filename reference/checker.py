@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from reference import autodiff
+from softmax_grad.cases import dead_units_case, spread_1000
 from softmax_grad.cases import params as make_params
 from softmax_grad.compare import Comparison, compare
 from softmax_grad.tolerances import tolerance
@@ -127,11 +128,6 @@ class Report:
 
 
 # ----------------------------------------------------------------- the battery
-def _spread_scores() -> tuple[np.ndarray, np.ndarray]:
-    S = np.array([[500.0, -500.0, 0.0, 499.5], [-500.0, 500.0, 250.0, 0.0], [700.0, 710.0, -300.0, 709.0]])
-    return S, np.array([1, 2, 0])
-
-
 def _battery(kind: str, seed: int) -> list[tuple[str, dict[str, Any]]]:
     """Named float64 cases: fixed edge cases first, then two seeded random ones."""
     rng = np.random.default_rng(seed)
@@ -142,7 +138,7 @@ def _battery(kind: str, seed: int) -> list[tuple[str, dict[str, Any]]]:
             ("N=1", {"scores": fixed.standard_normal((1, 5)), "y": np.array([3])}),
             ("C=2", {"scores": fixed.standard_normal((6, 2)), "y": np.array([0, 1, 1, 0, 1, 0])}),
             ("ties", {"scores": np.zeros((3, 4)), "y": np.array([0, 3, 1])}),
-            ("logit spread 1000", dict(zip(("scores", "y"), _spread_scores(), strict=True))),
+            ("logit spread 1000", dict(zip(("scores", "y"), spread_1000(), strict=True))),
         ]
         for k in range(2):
             N, C = int(rng.integers(2, 20)), int(rng.integers(2, 12))
@@ -175,10 +171,8 @@ def _battery(kind: str, seed: int) -> list[tuple[str, dict[str, Any]]]:
         p["W2"] = w2_scale * p["W2"]
         return {"params": p, "X": gen.standard_normal((N, D)), "y": gen.integers(0, C, N), "reg": reg}
 
-    dead = two_layer(8, 4, 5, 3, 0.1, 7)
-    dead["params"]["b1"] = np.zeros(5)
-    dead["params"]["b1"][2] = -50.0  # unit 2 is dead for every sample
-    dead["X"][[0, 3]] = 0.0  # rows of zero input: pre-activations exactly 0
+    dead_case = dead_units_case(0.1)
+    dead = dict(zip(("params", "X", "y"), dead_case.args, strict=True)) | dead_case.kwargs
     cases += [
         ("N=1", two_layer(1, 3, 4, 2, 0.0, 1)),
         ("C=2", two_layer(6, 3, 4, 2, 0.0, 2)),

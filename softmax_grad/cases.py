@@ -97,9 +97,12 @@ def _labels(N: int, C: int, seed: int) -> np.ndarray:
     return _rng(seed + 1000).integers(0, C, N)
 
 
-def _spread_1000() -> tuple[np.ndarray, np.ndarray]:
-    # Logits about 1000 apart: exp overflows without the max shift, and the
-    # true class of row 0 sits at the bottom, so its probability underflows to 0.
+def spread_1000() -> tuple[np.ndarray, np.ndarray]:
+    """Scores about 1000 apart, and labels.
+
+    Without the max shift ``exp`` overflows; and the true class of row 0 sits at
+    the bottom, so its probability underflows to 0 even with the shift.
+    """
     S = np.array([[500.0, -500.0, 0.0, 499.5], [-500.0, 500.0, 250.0, 0.0], [700.0, 710.0, -300.0, 709.0]])
     return S, np.array([1, 2, 0])
 
@@ -123,13 +126,16 @@ def _score_inputs() -> list[tuple[str, np.ndarray, np.ndarray]]:
         (name, _scores(N, C, seed), _labels(N, C, seed)) for seed, (name, (N, C)) in enumerate(SCORE_SHAPES.items())
     ]
     inputs.append(("ties", np.zeros((3, 4)), np.array([0, 3, 1])))
-    inputs.append(("spread 1000", *_spread_1000()))
+    inputs.append(("spread 1000", *spread_1000()))
     return inputs
 
 
-def _dead_units_case(reg: float) -> Case:
-    # Rows of zero input with zero bias put pre-activations at exactly 0, where
-    # the ReLU's derivative is taken as 0; unit 2 is dead for every sample.
+def dead_units_case(reg: float) -> Case:
+    """A two-layer case with dead ReLU units.
+
+    Rows of zero input with zero bias put pre-activations at exactly 0, where
+    the ReLU's derivative is taken as 0 (eq. 10); unit 2 is dead for every sample.
+    """
     p = params(4, 5, 3, seed=7)
     p["b1"] = np.zeros(5)
     p["b1"][2] = -50.0
@@ -180,5 +186,5 @@ def standard_cases() -> list[Case]:
         X = _rng(50 + seed).standard_normal((N, D))
         name = f"N={N} D={D} H={H} C={C}"
         cases.append(Case(name, "two_layer_loss", (params(D, H, C, 60 + seed), X, _labels(N, C, seed)), {"reg": reg}))
-    cases += [_dead_units_case(0.0), _dead_units_case(0.1)]
+    cases += [dead_units_case(0.0), dead_units_case(0.1)]
     return cases
