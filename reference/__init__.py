@@ -17,11 +17,16 @@ autodiff oracle (see ``reference.checker``).
 
 from __future__ import annotations
 
-from reference import finite_differences, losses
+from reference import autodiff, finite_differences, losses
 from reference.autodiff import linear_loss, softmax, softmax_jacobian, softmax_loss, two_layer_loss
 from reference.checker import check
 
+# The oracles by name, as manual.VARIANTS names the variants: each module has the same five functions.
+ORACLES = {"autodiff": autodiff, "finite_differences": finite_differences}
+
 __all__ = [
+    "ORACLES",
+    "autodiff",
     "check",
     "finite_differences",
     "linear_loss",

@@ -51,6 +51,7 @@ from reference import autodiff
 from softmax_grad.cases import dead_units_case, spread_1000
 from softmax_grad.cases import params as make_params
 from softmax_grad.compare import Comparison, compare
+from softmax_grad.contract import PARAM_NAMES
 from softmax_grad.tolerances import tolerance
 
 __all__ = ["KINDS", "CaseResult", "CheckError", "Report", "check", "load_target", "rerun"]
@@ -226,7 +227,7 @@ def _named_gradients(kind: str, gradient: Any) -> tuple[dict[str, Any], list[str
         return {"dW": gradient}, []
     if not isinstance(gradient, Mapping):
         return {}, [f"grads is a {type(gradient).__name__}, expected a mapping with keys W1, b1, W2, b2"]
-    missing = [key for key in ("W1", "b1", "W2", "b2") if key not in gradient]
+    missing = [key for key in PARAM_NAMES if key not in gradient]
     return dict(gradient), [f"grads is missing {key!r}" for key in missing]
 
 

@@ -32,14 +32,13 @@ def _verify(args: argparse.Namespace) -> int:
         )
         return 2
     variants = {name: manual.VARIANTS[name] for name in (args.variant or manual.VARIANTS)}
-    oracles = {"autodiff": reference, "finite_differences": reference.finite_differences}
     print(
         f"verifying {', '.join(variants)} against JAX autodiff and finite differences "
         "(float64 and float32; the first JAX call per shape compiles)...",
         file=sys.stderr,
     )
     start = time.perf_counter()
-    rows = verify(variants, oracles)
+    rows = verify(variants, reference.ORACLES)
     ok = all(row.ok for row in rows)
     if args.json:
         print(json.dumps([{**row.__dict__, "ok": row.ok} for row in rows], indent=2))
@@ -96,14 +95,15 @@ def _bench(args: argparse.Namespace) -> int:
     if status != 0 or not json_path.is_file():
         print(f"softmax-grad bench: the benchmarks failed (pytest exit {status})", file=sys.stderr)
         return 1
-    markdown, plot_message = render(json_path, out, _machine())
+    machine = _machine()
+    markdown, plot_message = render(json_path, out, machine)
     print(markdown)
-    print(f"{_machine()}\ntable written to {out / 'report.md'}; timings in {json_path}; {plot_message}")
+    print(f"{machine}\ntable written to {out / 'report.md'}; timings in {json_path}; {plot_message}")
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    from reference.checker import CheckError, check, load_target
+    from reference.checker import KINDS, CheckError, check, load_target
 
     try:
         fn = load_target(args.target)
@@ -117,8 +117,6 @@ def _check(args: argparse.Namespace) -> int:
             target=args.target,
         )
     except (CheckError, ValueError) as exc:
-        from reference.checker import KINDS
-
         print(f"softmax-grad check: {exc}", file=sys.stderr)
         print(f"expected for --kind {args.kind}: {KINDS.get(args.kind, '?')}", file=sys.stderr)
         return 2

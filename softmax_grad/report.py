@@ -11,11 +11,10 @@ N x C for ``softmax_loss``, one line per contender; it needs matplotlib (the
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 BASELINES = ("per_element", "vectorized", "jax autodiff")
 FLOORS = ("np.exp floor", "jnp.exp floor")
@@ -61,6 +60,15 @@ def load(path: str | Path) -> list[Timing]:
     return timings
 
 
+def markdown_row(cells: list[str]) -> str:
+    """One row of a Markdown table.
+
+    >>> markdown_row(["a", "b"])
+    '| a | b |'
+    """
+    return "| " + " | ".join(cells) + " |"
+
+
 def seconds(value: float) -> str:
     """A duration with a readable unit.
 
@@ -93,16 +101,15 @@ def table(timings: list[Timing]) -> str:
         baselines = [b for b in BASELINES if b in medians]
         floor = next((medians[f] for f in FLOORS if f in medians), None)
         header = ["contender", "median", "spread (IQR)", *[f"speedup vs {b}" for b in baselines], "x floor"]
-        out += [f"### {group}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += [f"### {group}", "", markdown_row(header), "|" + "---|" * len(header)]
         for t in rows:
             cells = [t.contender, seconds(t.median), seconds(t.iqr)]
             cells += [f"{medians[b] / t.median:.2f}x" for b in baselines]
             cells.append(f"{t.median / floor:.2f}" if floor else "-")
-            out.append("| " + " | ".join(cells) + " |")
+            out.append(markdown_row(cells))
         skipped = [v for v in rows[0].variants if rows[0].kind == "numpy" and v not in medians]
         for variant in skipped:
-            cells = [variant, "skipped: over the loop budget", "", *[""] * len(baselines), ""]
-            out.append("| " + " | ".join(cells) + " |")
+            out.append(markdown_row([variant, "skipped: over the loop budget", "", *[""] * len(baselines), ""]))
         out.append("")
     return "\n".join(out)
 
@@ -114,8 +121,9 @@ def summary(timings: list[Timing], kind: str, dtype: str) -> str:
     workload out shows as "skipped".
     """
     chosen = [t for t in timings if t.kind == kind and t.dtype == dtype]
-    contenders = list(dict.fromkeys(c for t in chosen for c in (*t.variants, t.contender) if kind == "numpy"))
-    if kind != "numpy":
+    if kind == "numpy":  # every registered variant gets a column, skipped or not
+        contenders = list(dict.fromkeys(c for t in chosen for c in (*t.variants, t.contender)))
+    else:
         contenders = list(dict.fromkeys(t.contender for t in chosen))
     rows: dict[tuple, dict[str, float]] = defaultdict(dict)
     for t in chosen:
@@ -127,15 +135,15 @@ def summary(timings: list[Timing], kind: str, dtype: str) -> str:
         header.append("vectorized / floor")
     if "compiled core" in names and "jax autodiff" in names:
         header.append("autodiff / compiled core")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (function, shape), medians in sorted(rows.items(), key=lambda kv: (kv[0][0], int(np.prod(kv[0][1])))):
+    lines = [markdown_row(header), "|" + "---|" * len(header)]
+    for (function, shape), medians in sorted(rows.items(), key=lambda kv: (kv[0][0], math.prod(kv[0][1]))):
         cells = [f"{function} {'x'.join(map(str, shape))}"]
         cells += [seconds(medians[c]) if c in medians else "skipped" for c in names]
         if floor and "vectorized" in names:
             cells.append(f"{medians['vectorized'] / medians[floor]:.2f}" if "vectorized" in medians else "-")
         if "compiled core" in names and "jax autodiff" in names:
             cells.append(f"{medians['jax autodiff'] / medians['compiled core']:.2f}x")
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from softmax_grad.cases import FUNCTIONS, Case, compare_results, standard_cases
 from softmax_grad.compare import Comparison
+from softmax_grad.report import markdown_row
 from softmax_grad.tolerances import ORACLE_KINDS
 
 
@@ -73,12 +74,12 @@ def format_table(rows: list[Row]) -> str:
     for oracle in ORACLE_KINDS:
         header += [f"{oracle} max abs", f"{oracle} max rel"]
     header.append("verdict")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [markdown_row(header), "|" + "---|" * len(header)]
     for row in rows:
         cells = [row.function, row.variant, row.dtype, str(row.cases)]
         for oracle in ORACLE_KINDS:
             max_abs, max_rel = row.worst.get(oracle, (float("nan"), float("nan")))
             cells += [f"{max_abs:.1e}", f"{max_rel:.1e}"]
         cells.append("pass" if row.ok else "FAIL")
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     return "\n".join(lines)

@@ -19,7 +19,7 @@ import reference
 from softmax_grad.cases import Case
 
 VARIANTS = manual.VARIANTS
-ORACLES = {"autodiff": reference, "finite_differences": reference.finite_differences}
+ORACLES = reference.ORACLES
 DTYPES = (np.float64, np.float32)
 
 settings.register_profile(

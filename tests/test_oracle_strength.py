@@ -16,7 +16,7 @@ import pytest
 import manual
 from manual import vectorized
 from manual._forward import two_layer_forward
-from softmax_grad.cases import FUNCTIONS, Case, standard_cases
+from softmax_grad.cases import FUNCTIONS, Case, params, standard_cases
 from softmax_grad.verify import verify
 from tests.conftest import ORACLES
 
@@ -110,8 +110,6 @@ CASES = standard_cases()
 def square_case() -> Case:
     # N == C, so that db2 summed over samples or over classes has the same shape:
     # the mutant must be caught by its values, not only by its shape.
-    from softmax_grad.cases import params
-
     rng = np.random.default_rng(3)
     return Case("N == C", "two_layer_loss", (params(3, 4, 5, 9), rng.standard_normal((5, 3)), rng.integers(0, 5, 5)))
 
