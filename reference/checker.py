@@ -50,7 +50,7 @@ import numpy as np
 from reference import autodiff
 from softmax_grad.cases import dead_units_case, spread_1000
 from softmax_grad.cases import params as make_params
-from softmax_grad.compare import Comparison, compare
+from softmax_grad.compare import Comparison, compare, worst
 from softmax_grad.contract import PARAM_NAMES
 from softmax_grad.tolerances import tolerance
 
@@ -241,8 +241,13 @@ def _compare_all(loss: Any, gradients: dict[str, Any], expected: tuple[float, di
 
 
 def _copy(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Fresh copies of the arrays (so writes into them can be seen); ``reg`` stays the float it is."""
+
+    def fresh(value: Any) -> Any:
+        return value.copy() if isinstance(value, np.ndarray) else value
+
     return {
-        k: ({kk: vv.copy() for kk, vv in v.items()} if isinstance(v, dict) else np.copy(v)) for k, v in inputs.items()
+        k: ({kk: fresh(vv) for kk, vv in v.items()} if isinstance(v, dict) else fresh(v)) for k, v in inputs.items()
     }
 
 
@@ -289,8 +294,8 @@ def _run_case(fn: Callable, kind: str, name: str, inputs: dict, reduction: str, 
     messages += problems + [c.message for c in comparisons if not c.ok]
     if messages:
         messages += _diagnose(kind, loss, gradients, inputs, reduction, reg_scale)
-    max_abs = max((c.max_abs_error for c in comparisons), default=0.0)
-    max_rel = max((c.max_rel_error for c in comparisons), default=0.0)
+    max_abs = worst(c.max_abs_error for c in comparisons)
+    max_rel = worst(c.max_rel_error for c in comparisons)
     return CaseResult(name, not messages, messages, max_abs, max_rel)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,16 @@ class Comparison:
 
     def __bool__(self) -> bool:
         return self.ok
+
+
+def worst(errors: Iterable[float]) -> float:
+    """The largest error, or NaN if any is NaN: a shape, dtype or finiteness failure must not hide behind max().
+
+    >>> worst([1e-3, float("nan"), 2e-3]), worst([1e-3, 2e-3])
+    (nan, 0.002)
+    """
+    values = list(errors)
+    return float("nan") if any(np.isnan(v) for v in values) else max(values, default=0.0)
 
 
 def compare(

@@ -9,7 +9,7 @@ from types import ModuleType
 import numpy as np
 
 from softmax_grad.cases import FUNCTIONS, Case, compare_results, standard_cases
-from softmax_grad.compare import Comparison
+from softmax_grad.compare import Comparison, worst
 from softmax_grad.report import markdown_row
 from softmax_grad.tolerances import ORACLE_KINDS
 
@@ -31,11 +31,7 @@ class Row:
 
     def add(self, oracle: str, comparison: Comparison) -> None:
         old_abs, old_rel = self.worst.get(oracle, (0.0, 0.0))
-        # NaN (a shape, dtype or finiteness failure) must not hide behind max().
-        self.worst[oracle] = (
-            comparison.max_abs_error if np.isnan(comparison.max_abs_error) else max(old_abs, comparison.max_abs_error),
-            comparison.max_rel_error if np.isnan(comparison.max_rel_error) else max(old_rel, comparison.max_rel_error),
-        )
+        self.worst[oracle] = (worst([old_abs, comparison.max_abs_error]), worst([old_rel, comparison.max_rel_error]))
         if not comparison.ok:
             self.failures.append(f"[{oracle}] {comparison.message}")
 

@@ -289,3 +289,21 @@ def test_reference_check_is_the_checker():
 
     report = reference.check(scores_mean, kind="scores")
     assert report and report.kind == "scores"
+
+
+def test_reg_reaches_the_function_as_a_float():
+    def insists_on_a_float(W, X, y, reg):
+        assert type(reg) is float, type(reg)
+        return linear_derivation(W, X, y, reg)
+
+    assert check(insists_on_a_float, "linear").passed
+
+
+def test_a_shape_failure_shows_as_nan_error_whatever_the_order_of_comparisons():
+    def bad_db2(params, X, y, reg):  # b2 is compared last; its shape failure must still show
+        loss, grads = two_layer(params, X, y, reg)
+        return loss, {**grads, "b2": grads["b2"][:-1]}
+
+    case = check(bad_db2, "two_layer").first_failure
+    assert any("b2: shape" in m for m in case.messages)
+    assert np.isnan(case.max_abs_error) and np.isnan(case.max_rel_error)
