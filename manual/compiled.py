@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from softmax_grad.contract import (
+    TEXTBOOK,
+    LossOptions,
     jacobian_entry,
     linear_loss_entry,
     softmax_entry,
@@ -36,6 +38,7 @@ __all__ = [
     "softmax_jacobian",
     "softmax_loss",
     "softmax_loss_core",
+    "softmax_loss_options_core",
     "two_layer_loss",
     "two_layer_loss_core",
 ]
@@ -110,6 +113,59 @@ def softmax_loss_core(
     return scale * loss, dS
 
 
+@functools.partial(jax.jit, static_argnames=("reduction", "stable", "ignore_index"))
+def softmax_loss_options_core(
+    S: jax.Array,
+    y: jax.Array,
+    weight: jax.Array | None,
+    label_smoothing: jax.Array,
+    z_loss: jax.Array,
+    softcap: jax.Array | None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    stable: bool = True,
+) -> tuple[jax.Array, jax.Array]:
+    """Loss and dS with the options of eqs. (17)-(24), by row coefficients.
+
+    ``dZ_i = (r_i a_i + 2 z u_i lse_i) p_i - r_i q_i`` (eq. 24); for integer
+    labels ``q`` is a comparison and a broadcast inside XLA's output loop.
+    """
+    N, C = S.shape
+    e, z = label_smoothing, z_loss
+    w = jnp.ones(C, S.dtype) if weight is None else weight
+    Z = S if softcap is None else softcap * jnp.tanh(S / softcap)  # eq. (17)
+    shift = jnp.max(Z, axis=1, keepdims=True) if stable else jnp.zeros((N, 1), S.dtype)
+    shifted = Z - shift
+    if y.ndim == 2:
+        kept = jnp.ones(N, S.dtype)
+        q = w * ((1 - e) * y + e / C)  # eq. (18), soft targets
+        denominator = jnp.asarray(N, S.dtype)
+    else:
+        kept = jnp.ones(N, S.dtype) if ignore_index is None else (y != ignore_index).astype(S.dtype)
+        labels = jnp.where(kept > 0, y, 0)
+        Y = labels[:, None] == jnp.arange(C)  # fused, never stored
+        q = w * ((1 - e) * Y + e / C)  # eq. (18), integer labels
+        denominator = jnp.sum(kept * w[labels])
+    if reduction == "mean":
+        r = kept / jnp.where(denominator > 0, denominator, 1)  # eq. (20)
+        u = kept / jnp.maximum(jnp.sum(kept), 1)  # eq. (21)
+    else:
+        r = u = kept
+    sums = jnp.sum(jnp.exp(shifted), axis=1)
+    log_sums = jnp.log(sums)
+    lse = shift[:, 0] + log_sums
+    a = jnp.sum(q, axis=1)
+    row_losses = a * log_sums - jnp.sum(q * shifted, axis=1)  # eq. (19), shifted form
+    loss = jnp.sum(r * row_losses) + z * jnp.sum(u * lse * lse)
+    if reduction == "mean":
+        loss = jnp.where(denominator > 0, loss, jnp.nan)
+    P = jnp.exp(shifted - log_sums[:, None])
+    dZ = (r * a + 2 * z * u * lse)[:, None] * P - r[:, None] * q  # eq. (24)
+    if softcap is not None:
+        dZ = dZ * (1 - jnp.square(Z / softcap))  # eq. (17)'s chain factor
+    return loss, dZ
+
+
 def _l2_penalty(reg: jax.Array, *weights: jax.Array) -> jax.Array:
     return 0.5 * reg * sum(jnp.sum(W * W) for W in weights)  # eq. (3)
 
@@ -172,20 +228,42 @@ def softmax_jacobian(x: np.ndarray) -> np.ndarray:
 
 @softmax_loss_entry
 def softmax_loss(
-    scores: np.ndarray, y: np.ndarray, *, reduction: str = "mean", stable: bool = True
+    scores: np.ndarray,
+    y: np.ndarray,
+    *,
+    reduction: str = "mean",
+    options: LossOptions = TEXTBOOK,
+    stable: bool = True,
 ) -> tuple[float, np.ndarray]:
     """Softmax cross-entropy loss and ``dS = (P - Y) / N`` (eqs. 4, 6), compiled by XLA.
 
     ``reduction="sum"`` drops the ``1/N``; ``stable=False`` is the post's literal
     formula, which breaks down past a score of about 708.4 in float64 (87.3 in
-    float32): XLA flushes the then subnormal ``1/sum`` to zero.
+    float32): XLA flushes the then subnormal ``1/sum`` to zero. With options
+    (weights, ignore_index, smoothing, soft targets, z-loss, soft-capping),
+    eqs. (17)-(24).
 
     >>> from manual import compiled
     >>> loss, dS = compiled.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
     >>> round(loss, 6), dS.tolist()
     (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
     """
-    return _on_host(scores.dtype, softmax_loss_core, scores, y, reduction=reduction, stable=stable)
+    if options.plain and y.ndim == 1:
+        return _on_host(scores.dtype, softmax_loss_core, scores, y, reduction=reduction, stable=stable)
+    dtype = scores.dtype
+    return _on_host(
+        dtype,
+        softmax_loss_options_core,
+        scores,
+        y,
+        options.weight,
+        np.asarray(options.label_smoothing, dtype),
+        np.asarray(options.z_loss, dtype),
+        None if options.softcap is None else np.asarray(options.softcap, dtype),
+        ignore_index=options.ignore_index,
+        reduction=reduction,
+        stable=stable,
+    )
 
 
 @linear_loss_entry

@@ -13,7 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from manual._forward import l2_penalty, two_layer_forward
+from manual._options import row_scales
 from softmax_grad.contract import (
+    TEXTBOOK,
+    LossOptions,
     jacobian_entry,
     linear_loss_entry,
     softmax_entry,
@@ -40,26 +43,55 @@ def _softmax_rows(S: np.ndarray) -> np.ndarray:
     return P
 
 
-def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) -> tuple[float, np.ndarray]:
-    """Sum of L_i times ``scale``, and dL/dS entry by entry (eqs. 2, 5, 15)."""
+def _target_entry(y: np.ndarray, i: int, j: int, label: int | None, w: np.ndarray, e: float) -> float:
+    """``q_ij`` of eq. (18): the two cases ``j == y_i`` and ``j != y_i``, weighted and smoothed."""
+    C = w.shape[0]
+    if label is None:  # soft targets
+        return w[j] * ((1 - e) * y[i, j] + e / C)
+    if j == label:
+        return (1 - e) * w[j] + (e / C) * w[j]
+    return (e / C) * w[j]
+
+
+def _loss_and_dscores(
+    S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions, stable: bool
+) -> tuple[float, np.ndarray]:
+    """Loss and dL/dS entry by entry (eqs. 2, 5, 15; with options, eqs. 17-24).
+
+    Entry ``(i, j)``: ``dZ_ij = r_i (a_i p_ij - q_ij) + 2 z u_i lse_i p_ij`` (eq. 24),
+    which for the textbook loss is eq. (5), ``(p_ij - [j == y_i]) / N``.
+    """
     N, C = S.shape
-    shift = S.max(axis=1) if stable else np.zeros(N, S.dtype)
-    exp_scores = np.exp(S - shift[:, None])
-    sums = exp_scores.sum(axis=1)
-    loss = 0.0
+    e, z, c = options.label_smoothing, options.z_loss, options.softcap
+    w = np.ones(C, S.dtype) if options.weight is None else options.weight
+    r, u, labels, undefined = row_scales(y, options, reduction, S.dtype)
+    Z = S if c is None else c * np.tanh(S / c)  # eq. (17), elementwise like the forward pass
+    shift = Z.max(axis=1) if stable else np.zeros(N, S.dtype)
+    exp_scores = np.exp(Z - shift[:, None])  # eq. (14)
+    loss = 0.0  # a Python float: the sum over rows is accumulated in float64
     dS = np.zeros_like(S)
     for i in range(N):
-        if stable:
-            loss += np.log(sums[i]) - (S[i, y[i]] - shift[i])  # eq. (15)
-        else:
-            loss += -np.log(exp_scores[i, y[i]] / sums[i])  # eq. (2) as the post writes it
+        label = None if labels is None else labels[i]
+        total = exp_scores[i, 0]
+        for j in range(1, C):
+            total += exp_scores[i, j]
+        lse = shift[i] + np.log(total)
+        a, q_dot_z = 0.0, 0.0
         for j in range(C):
-            p_ij = exp_scores[i, j] / sums[i]
-            if j == y[i]:
-                dS[i, j] = scale * (p_ij - 1)  # eq. (5), j == y_i
-            else:
-                dS[i, j] = scale * p_ij  # eq. (5), j != y_i
-    return scale * float(loss), dS
+            q_ij = _target_entry(y, i, j, label, w, e)
+            a += q_ij
+            q_dot_z += q_ij * (Z[i, j] - shift[i])
+        if options.plain and not stable:
+            loss += float(-np.log(exp_scores[i, label] / total)) / (N if reduction == "mean" else 1)  # eq. (2)
+        else:
+            loss += float(r[i] * (a * np.log(total) - q_dot_z) + z * u[i] * lse * lse)  # eqs. (19), (21)
+        for j in range(C):
+            p_ij = exp_scores[i, j] / total
+            dZ_ij = r[i] * (a * p_ij - _target_entry(y, i, j, label, w, e)) + 2 * z * u[i] * lse * p_ij  # eq. (24)
+            if c is not None:
+                dZ_ij *= 1 - (Z[i, j] / c) ** 2  # eq. (17)'s chain factor, 1 - tanh^2
+            dS[i, j] = dZ_ij
+    return (float("nan") if undefined else loss), dS
 
 
 def _weight_gradient(A: np.ndarray, dS: np.ndarray, W: np.ndarray, reg: float) -> np.ndarray:
@@ -134,17 +166,25 @@ def softmax_jacobian(x: np.ndarray) -> np.ndarray:
 
 @softmax_loss_entry
 def softmax_loss(
-    scores: np.ndarray, y: np.ndarray, *, reduction: str = "mean", stable: bool = True
+    scores: np.ndarray,
+    y: np.ndarray,
+    *,
+    reduction: str = "mean",
+    options: LossOptions = TEXTBOOK,
+    stable: bool = True,
 ) -> tuple[float, np.ndarray]:
     """Softmax cross-entropy loss and dL/dscores, each entry by the two-case formula.
 
     Loss eq. (4) from sample losses eq. (2); gradient eq. (5):
     ``dL/dS[i, j] = (P[i, j] - [j == y_i]) / N``, without the ``1/N`` for ``"sum"``.
+    With options, each entry by eq. (24).
 
     Args:
         scores: (N, C) real array ``S``.
-        y: (N,) integer labels in ``[0, C)``.
+        y: (N,) integer labels in ``[0, C)``, or (N, C) soft targets.
         reduction: ``"mean"`` (eq. 4, the default) or ``"sum"`` (no ``1/N``).
+        weight, ignore_index, label_smoothing, z_loss, softcap: the loss
+            options (DESIGN.md, "Loss options"; torch's conventions).
         stable: subtract each row's max first (eq. 14). ``False`` is the source
             post's literal formula, which overflows once a score passes about
             709 (float64) or 88.7 (float32).
@@ -157,8 +197,7 @@ def softmax_loss(
     >>> round(loss, 6), dS.tolist()
     (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
     """
-    scale = 1.0 / scores.shape[0] if reduction == "mean" else 1.0
-    return _loss_and_dscores(scores, y, scale, stable)
+    return _loss_and_dscores(scores, y, reduction, options, stable)
 
 
 @linear_loss_entry
@@ -186,8 +225,7 @@ def linear_loss(
     >>> round(loss, 6), dW.tolist()
     (0.693147, [[0.5, -0.5], [1.0, -1.0]])
     """
-    scale = 1.0 / X.shape[0] if reduction == "mean" else 1.0
-    data_loss, dS = _loss_and_dscores(X @ W, y, scale, stable=True)
+    data_loss, dS = _loss_and_dscores(X @ W, y, reduction, TEXTBOOK, stable=True)
     return data_loss + l2_penalty(reg, W), _weight_gradient(X, dS, W, reg)
 
 
@@ -221,7 +259,7 @@ def two_layer_loss(
     Z1, H1, S = two_layer_forward(params, X)
     N, H = Z1.shape
     C = S.shape[1]
-    data_loss, dS = _loss_and_dscores(S, y, 1.0 / N, stable=True)
+    data_loss, dS = _loss_and_dscores(S, y, "mean", TEXTBOOK, stable=True)
 
     dW2 = _weight_gradient(H1, dS, W2, reg)  # eq. (8)
     db2 = _bias_gradient(dS)  # eq. (9)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from manual._forward import l2_penalty, two_layer_forward
+from manual._options import row_scales
 from softmax_grad.contract import (
+    TEXTBOOK,
+    LossOptions,
     jacobian_entry,
     linear_loss_entry,
     softmax_entry,
@@ -31,21 +34,46 @@ def _softmax_rows(S: np.ndarray) -> np.ndarray:
     return P
 
 
-def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) -> tuple[float, np.ndarray]:
-    """Sum of L_i times ``scale``, and dL/dS one row at a time (eqs. 2, 5, 15)."""
+def _target_row(y: np.ndarray, i: int, label: int | None, w: np.ndarray, e: float) -> np.ndarray:
+    """Row ``q_i`` of eq. (18): the weighted, smoothed target of sample ``i``, as a (C,) row."""
+    C = w.shape[0]
+    if label is None:  # soft targets
+        return w * ((1 - e) * y[i] + e / C)
+    q = (e / C) * w
+    q[label] += (1 - e) * w[label]
+    return q
+
+
+def _loss_and_dscores(
+    S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions, stable: bool
+) -> tuple[float, np.ndarray]:
+    """Loss and dL/dS one row at a time (eqs. 2, 5, 15; with options, eqs. 17-24).
+
+    Row ``i``: ``dZ[i] = (r_i a_i + 2 z u_i lse_i) p_i - r_i q_i`` (eq. 24); for
+    the textbook loss that is ``P[i] / N``, then ``1/N`` subtracted at ``y_i``.
+    """
+    N, C = S.shape
+    e, z, c = options.label_smoothing, options.z_loss, options.softcap
+    w = np.ones(C, S.dtype) if options.weight is None else options.weight
+    r, u, labels, undefined = row_scales(y, options, reduction, S.dtype)
     dS = np.empty_like(S)
-    loss = 0.0
-    for i in range(S.shape[0]):
-        shift = S[i].max() if stable else 0.0
-        e = np.exp(S[i] - shift)
-        total = e.sum()
-        if stable:
-            loss += np.log(total) - (S[i, y[i]] - shift)  # eq. (15)
+    loss = 0.0  # a Python float: the sum over rows is accumulated in float64
+    for i in range(N):
+        Z_i = S[i] if c is None else c * np.tanh(S[i] / c)  # eq. (17)
+        shift = Z_i.max() if stable else 0.0
+        exp_row = np.exp(Z_i - shift)  # eq. (14)
+        total = exp_row.sum()
+        q = _target_row(y, i, None if labels is None else labels[i], w, e)  # eq. (18)
+        a = q.sum()
+        lse = shift + np.log(total)
+        if options.plain and not stable:
+            loss += float(-np.log(exp_row[labels[i]] / total)) / (N if reduction == "mean" else 1)  # eq. (2) as written
         else:
-            loss += -np.log(e[y[i]] / total)  # eq. (2) as the post writes it
-        dS[i] = scale * (e / total)  # eq. (5) for every j != y_i ...
-        dS[i, y[i]] -= scale  # ... then the j == y_i entry
-    return scale * float(loss), dS
+            loss += float(r[i] * (a * np.log(total) - q @ (Z_i - shift)) + z * u[i] * lse * lse)  # eqs. (19), (21)
+        dS[i] = (r[i] * a + 2 * z * u[i] * lse) * (exp_row / total) - r[i] * q  # eq. (24)
+        if c is not None:
+            dS[i] *= 1 - np.square(Z_i / c)  # eq. (17)'s chain factor, 1 - tanh^2
+    return (float("nan") if undefined else loss), dS
 
 
 @softmax_entry
@@ -92,17 +120,25 @@ def softmax_jacobian(x: np.ndarray) -> np.ndarray:
 
 @softmax_loss_entry
 def softmax_loss(
-    scores: np.ndarray, y: np.ndarray, *, reduction: str = "mean", stable: bool = True
+    scores: np.ndarray,
+    y: np.ndarray,
+    *,
+    reduction: str = "mean",
+    options: LossOptions = TEXTBOOK,
+    stable: bool = True,
 ) -> tuple[float, np.ndarray]:
     """Softmax cross-entropy loss and dL/dscores, one sample row at a time.
 
     Loss eq. (4) from sample losses eq. (2); gradient eq. (5) as a row:
     ``dS[i] = P[i] / N``, then ``dS[i, y_i] -= 1 / N`` (no ``1/N`` for ``"sum"``).
+    With options, eq. (24) row by row.
 
     Args:
         scores: (N, C) real array ``S``.
-        y: (N,) integer labels in ``[0, C)``.
+        y: (N,) integer labels in ``[0, C)``, or (N, C) soft targets.
         reduction: ``"mean"`` (eq. 4, the default) or ``"sum"`` (no ``1/N``).
+        weight, ignore_index, label_smoothing, z_loss, softcap: the loss
+            options (DESIGN.md, "Loss options"; torch's conventions).
         stable: subtract each row's max first (eq. 14); ``False`` is the source
             post's literal formula, which overflows past about 709 (float64).
 
@@ -114,8 +150,7 @@ def softmax_loss(
     >>> round(loss, 6), dS.tolist()
     (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
     """
-    scale = 1.0 / scores.shape[0] if reduction == "mean" else 1.0
-    return _loss_and_dscores(scores, y, scale, stable)
+    return _loss_and_dscores(scores, y, reduction, options, stable)
 
 
 @linear_loss_entry
@@ -142,8 +177,7 @@ def linear_loss(
     >>> round(loss, 6), dW.tolist()
     (0.693147, [[0.5, -0.5], [1.0, -1.0]])
     """
-    scale = 1.0 / X.shape[0] if reduction == "mean" else 1.0
-    data_loss, dS = _loss_and_dscores(X @ W, y, scale, stable=True)
+    data_loss, dS = _loss_and_dscores(X @ W, y, reduction, TEXTBOOK, stable=True)
     dW = reg * W
     for i in range(X.shape[0]):
         dW += np.outer(X[i], dS[i])
@@ -179,7 +213,7 @@ def two_layer_loss(
     """
     W1, W2 = params["W1"], params["W2"]
     Z1, H1, S = two_layer_forward(params, X)
-    data_loss, dS = _loss_and_dscores(S, y, 1.0 / X.shape[0], stable=True)
+    data_loss, dS = _loss_and_dscores(S, y, "mean", TEXTBOOK, stable=True)
 
     dW2, db2 = reg * W2, np.zeros_like(params["b2"])
     dW1, db1 = reg * W1, np.zeros_like(params["b1"])

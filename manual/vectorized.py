@@ -11,7 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from manual._forward import l2_penalty, two_layer_forward
+from manual._options import row_scales
 from softmax_grad.contract import (
+    TEXTBOOK,
+    LossOptions,
     jacobian_entry,
     linear_loss_entry,
     softmax_entry,
@@ -78,6 +81,56 @@ def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) 
     return scale * float(loss), dS
 
 
+def _loss_and_dscores_with_options(
+    S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions, stable: bool
+) -> tuple[float, np.ndarray]:
+    """Loss and dS with the options of eqs. (17)-(24), by row coefficients.
+
+    ``dZ_i = (r_i a_i + 2 z u_i lse_i) p_i - r_i q_i`` (eq. 24): one scaled
+    ``P``, then the smoothing row ``(e/C) w`` subtracted by broadcasting and the
+    label term by a scatter-subtract at ``[i, y_i]``. For integer labels no
+    one-hot and no (N, C) target is built; soft targets are (N, C) already.
+    """
+    N, C = S.shape
+    rows = np.arange(N)
+    e, z, c = options.label_smoothing, options.z_loss, options.softcap
+    w = options.weight
+    scales = row_scales(y, options, reduction, S.dtype)
+    tanh_S = None if c is None else np.tanh(S / c)
+    Z = S if c is None else c * tanh_S  # eq. (17)
+    shift = Z.max(axis=1) if stable else np.zeros(N, S.dtype)
+    dZ = Z - shift[:, None]  # eq. (14); becomes exp, then P, then dZ, in place
+    if y.ndim == 2:  # eq. (18), soft targets
+        q = (1 - e) * y + e / C
+        if w is not None:
+            q *= w
+        a = q.sum(axis=1)
+        q_dot_z = np.einsum("ij,ij->i", q, dZ)
+    else:  # eq. (18), integer labels: q_i = (1 - e) w_y e_y + (e / C) w, never built
+        labels = scales.labels
+        w_y = np.ones(N, S.dtype) if w is None else w[labels]
+        a = (1 - e) * w_y + (e / C) * (C if w is None else w.sum())
+        q_dot_z = (1 - e) * w_y * dZ[rows, labels]
+        if e:
+            q_dot_z += (e / C) * (dZ.sum(axis=1) if w is None else dZ @ w)
+    np.exp(dZ, out=dZ)
+    sums = dZ.sum(axis=1)
+    log_sums = np.log(sums)
+    lse = shift + log_sums
+    row_losses = a * log_sums - q_dot_z  # eq. (19), in shifted form
+    loss = np.dot(scales.ce, row_losses.astype(np.float64)) + z * np.dot(scales.z, np.square(lse, dtype=np.float64))
+    dZ *= ((scales.ce * a + 2 * z * scales.z * lse) / sums)[:, None]  # eq. (24), the p_i term
+    if y.ndim == 2:
+        dZ -= scales.ce[:, None] * q
+    else:
+        if e:
+            dZ -= (scales.ce * (e / C))[:, None] * (np.ones(C, S.dtype) if w is None else w)
+        dZ[rows, labels] -= scales.ce * (1 - e) * w_y
+    if tanh_S is not None:
+        dZ *= 1 - np.square(tanh_S)  # eq. (17)'s chain factor
+    return (float("nan") if scales.undefined else float(loss)), dZ
+
+
 @softmax_entry
 def softmax(scores: np.ndarray) -> np.ndarray:
     """Row-wise softmax, eq. (1), as one array expression with the row max subtracted (eq. 14).
@@ -116,17 +169,26 @@ def softmax_jacobian(x: np.ndarray) -> np.ndarray:
 
 @softmax_loss_entry
 def softmax_loss(
-    scores: np.ndarray, y: np.ndarray, *, reduction: str = "mean", stable: bool = True
+    scores: np.ndarray,
+    y: np.ndarray,
+    *,
+    reduction: str = "mean",
+    options: LossOptions = TEXTBOOK,
+    stable: bool = True,
 ) -> tuple[float, np.ndarray]:
     """Softmax cross-entropy loss and dL/dscores, fully vectorized.
 
     Loss eq. (4) from sample losses eq. (2) in log-sum-exp form (eq. 15);
     gradient eq. (6): ``dS = (P - Y) / N``, without the ``1/N`` for ``"sum"``.
+    With options (class weights, ignore_index, label smoothing, soft targets,
+    z-loss, soft-capping), eqs. (17)-(24).
 
     Args:
         scores: (N, C) real array ``S``.
-        y: (N,) integer labels in ``[0, C)``.
+        y: (N,) integer labels in ``[0, C)``, or (N, C) soft targets.
         reduction: ``"mean"`` (eq. 4, the default) or ``"sum"`` (no ``1/N``).
+        weight, ignore_index, label_smoothing, z_loss, softcap: the loss
+            options (DESIGN.md, "Loss options"; torch's conventions).
         stable: subtract each row's max first (eq. 14); ``False`` is the source
             post's literal formula, which overflows past about 709 (float64).
 
@@ -137,9 +199,14 @@ def softmax_loss(
     >>> loss, dS = vectorized.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
     >>> round(loss, 6), dS.tolist()
     (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
+    >>> loss, dS = vectorized.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, -100], ignore_index=-100)
+    >>> round(loss, 6), dS.tolist()
+    (0.693147, [[-0.5, 0.5], [0.0, 0.0]])
     """
-    scale = 1.0 / scores.shape[0] if reduction == "mean" else 1.0
-    return _loss_and_dscores(scores, y, scale, stable)
+    if options.plain and y.ndim == 1:
+        scale = 1.0 / scores.shape[0] if reduction == "mean" else 1.0
+        return _loss_and_dscores(scores, y, scale, stable)
+    return _loss_and_dscores_with_options(scores, y, reduction, options, stable)
 
 
 @linear_loss_entry

@@ -20,6 +20,8 @@ import numpy as np
 
 from reference import losses
 from softmax_grad.contract import (
+    TEXTBOOK,
+    LossOptions,
     jacobian_entry,
     linear_loss_entry,
     softmax_entry,
@@ -80,15 +82,37 @@ def softmax_jacobian(x: np.ndarray) -> np.ndarray:
 
 @softmax_loss_entry
 @_in_float64
-def softmax_loss(scores: np.ndarray, y: np.ndarray, *, reduction: str = "mean") -> tuple[Any, Any]:
-    """Loss of eqs. (2), (4) and its gradient by ``jax.value_and_grad``, in float64.
+def softmax_loss(
+    scores: np.ndarray, y: np.ndarray, *, reduction: str = "mean", options: LossOptions = TEXTBOOK
+) -> tuple[Any, Any]:
+    """Loss of eqs. (2), (4), with the options of eqs. (17)-(21), and its gradient by ``jax.value_and_grad``.
+
+    ``y`` holds integer labels (N,) or soft targets (N, C); the options are
+    those of ``torch.nn.functional.cross_entropy`` plus ``z_loss`` and
+    ``softcap`` (DESIGN.md, "Loss options").
 
     >>> import reference
     >>> loss, dS = reference.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
     >>> round(loss, 6), dS.tolist()
     (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
+    >>> loss, dS = reference.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, -100], ignore_index=-100)
+    >>> round(loss, 6), dS.tolist()
+    (0.693147, [[-0.5, 0.5], [0.0, 0.0]])
     """
-    return _softmax_loss(_f64(scores), jnp.asarray(y), reduction=reduction)
+    targets = _f64(y) if y.ndim == 2 else jnp.asarray(y)
+    return _softmax_loss(_f64(scores), targets, reduction=reduction, **_jax_options(options))
+
+
+def _jax_options(options: LossOptions) -> dict[str, Any]:
+    """The options as arguments of ``reference.losses``: float64 weights, plain numbers."""
+    weight = None if options.weight is None else _f64(options.weight)
+    return {
+        "weight": weight,
+        "ignore_index": options.ignore_index,
+        "label_smoothing": options.label_smoothing,
+        "z_loss": options.z_loss,
+        "softcap": options.softcap,
+    }
 
 
 @linear_loss_entry

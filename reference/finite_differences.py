@@ -25,6 +25,8 @@ from collections.abc import Callable
 import numpy as np
 
 from softmax_grad.contract import (
+    TEXTBOOK,
+    LossOptions,
     jacobian_entry,
     linear_loss_entry,
     softmax_entry,
@@ -95,11 +97,46 @@ def _softmax_rows(S: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def softmax_loss_value(S: np.ndarray, y: np.ndarray, reduction: str = "mean") -> float:
-    """Eqs. (4), (15) in NumPy float64: ``L_i = log sum_j exp(S_ij - m_i) + m_i - S_i,y_i``."""
-    m = S.max(axis=1)
-    sample_losses = np.log(np.exp(S - m[:, None]).sum(axis=1)) + m - S[np.arange(S.shape[0]), y]
-    return float(sample_losses.mean() if reduction == "mean" else sample_losses.sum())
+def softmax_loss_value(S: np.ndarray, y: np.ndarray, reduction: str = "mean", options: LossOptions = TEXTBOOK) -> float:
+    """Eqs. (4), (15), (17)-(21) in NumPy float64, the loss that eq. (16) differentiates.
+
+    Each row loss ``sum_j q_ij (lse_i - Z_ij)`` (eq. 19) is taken in shifted
+    form, ``a_i log sum_j exp(Z_ij - m_i) - sum_j q_ij (Z_ij - m_i)``, so that no
+    term of the size of ``m_i`` is added and then cancelled. A "mean" over a
+    zero total weight is NaN (eq. 20); ``_differentiable_loss`` is the same
+    loss with that term set to 0, whose derivative is the convention's zero.
+    """
+    value, undefined = _differentiable_loss(S, y, reduction, options)
+    return float("nan") if undefined else value
+
+
+def _differentiable_loss(S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions) -> tuple[float, bool]:
+    N, C = S.shape
+    c = options.softcap
+    Z = S if c is None else c * np.tanh(S / c)  # eq. (17)
+    m = Z.max(axis=1, keepdims=True)
+    shifted = Z - m
+    log_sums = np.log(np.exp(shifted).sum(axis=1))
+    w = np.ones(C) if options.weight is None else np.asarray(options.weight, dtype=np.float64)
+    e = options.label_smoothing
+    if y.ndim == 2:
+        q = w * ((1 - e) * y + e / C)  # eq. (18), soft targets
+        kept = np.ones(N)
+        denominator = float(N)
+    else:
+        kept = np.ones(N) if options.ignore_index is None else (y != options.ignore_index).astype(np.float64)
+        labels = np.where(kept > 0, y, 0)
+        q = (e / C) * np.tile(w, (N, 1))  # eq. (18), integer labels
+        q[np.arange(N), labels] += (1 - e) * w[labels]
+        denominator = float(np.sum(kept * w[labels]))
+    row_losses = q.sum(axis=1) * log_sums - np.sum(q * shifted, axis=1)  # eq. (19)
+    cross_entropy = float(np.sum(kept * row_losses))
+    penalty = options.z_loss * float(np.sum(kept * (m[:, 0] + log_sums) ** 2)) if options.z_loss else 0.0  # eq. (21)
+    if reduction == "sum":
+        return cross_entropy + penalty, False
+    undefined = denominator == 0
+    cross_entropy = 0.0 if undefined else cross_entropy / denominator
+    return cross_entropy + penalty / max(float(kept.sum()), 1.0), undefined
 
 
 def linear_loss_value(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float, reduction: str) -> float:
@@ -146,8 +183,10 @@ def softmax_jacobian(x: np.ndarray) -> np.ndarray:
 
 
 @softmax_loss_entry
-def softmax_loss(scores: np.ndarray, y: np.ndarray, *, reduction: str = "mean") -> tuple[float, np.ndarray]:
-    """Loss of eqs. (2), (4), and dL/dscores by central differences.
+def softmax_loss(
+    scores: np.ndarray, y: np.ndarray, *, reduction: str = "mean", options: LossOptions = TEXTBOOK
+) -> tuple[float, np.ndarray]:
+    """Loss of eqs. (2), (4), with the options of eqs. (17)-(21), and dL/dscores by central differences.
 
     >>> from reference import finite_differences as fd
     >>> loss, dS = fd.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
@@ -155,7 +194,13 @@ def softmax_loss(scores: np.ndarray, y: np.ndarray, *, reduction: str = "mean") 
     (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
     """
     S = _f64(scores)
-    return softmax_loss_value(S, y, reduction), central_difference(lambda s: softmax_loss_value(s, y, reduction), S)
+    targets = _f64(y) if y.ndim == 2 else y
+    options = options.astype(np.dtype(np.float64))
+
+    def loss_of(s: np.ndarray) -> float:
+        return _differentiable_loss(s, targets, reduction, options)[0]
+
+    return softmax_loss_value(S, targets, reduction, options), central_difference(loss_of, S)
 
 
 @linear_loss_entry

@@ -1,22 +1,65 @@
 """The losses as pure ``jax.numpy`` functions: what the autodiff oracle differentiates.
 
-Written from the definitions (eqs. 1-4, 7, 12), never from the hand-derived
-gradients, and never importing ``manual``. ``jax.nn.log_softmax`` carries the
-max shift. Plain functions of arrays, so callers may ``jax.jit`` or
-``jax.value_and_grad`` them (the benchmarks do both).
+Written from the definitions (eqs. 1-4, 7, 12, 17-21, 25), never from the
+hand-derived gradients, and never importing ``manual``. ``jax.nn.log_softmax``
+carries the max shift. Plain functions of arrays, so callers may ``jax.jit`` or
+``jax.value_and_grad`` them (the benchmarks and the checker do both).
+
+The loss options are keyword arguments with ``torch.nn.functional.cross_entropy``'s
+conventions (DESIGN.md, "Loss options"); with their defaults each function is
+the textbook loss of eq. (4).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 
-def softmax_loss_value(S: jax.Array, y: jax.Array, reduction: str = "mean") -> jax.Array:
-    """Eqs. (2), (4): ``mean_i`` (or ``sum_i``) of ``-log softmax(S)[i, y_i]``."""
-    log_p = jax.nn.log_softmax(S, axis=1)
-    sample_losses = -jnp.take_along_axis(log_p, y[:, None], axis=1)[:, 0]
-    return jnp.mean(sample_losses) if reduction == "mean" else jnp.sum(sample_losses)
+def softmax_loss_value(
+    S: jax.Array,
+    y: jax.Array,
+    reduction: str = "mean",
+    weight: jax.Array | None = None,
+    ignore_index: Any = None,
+    label_smoothing: Any = 0.0,
+    z_loss: Any = 0.0,
+    softcap: Any = None,
+) -> jax.Array:
+    """The cross-entropy of scores ``S`` (N, C) with labels (N,) or soft targets (N, C).
+
+    Eq. (17) caps the logits; eq. (19) is the row loss ``-sum_j q_ij log p_ij``
+    with eq. (18)'s weighted, smoothed targets; eq. (20) reduces it ("mean"
+    divides by the kept rows' label weights, or by N for soft targets; a zero
+    denominator gives NaN); eq. (21) adds ``z * lse_i^2`` over the kept rows.
+    """
+    N, C = S.shape
+    Z = S if softcap is None else softcap * jnp.tanh(S / softcap)  # eq. (17)
+    log_p = jax.nn.log_softmax(Z, axis=1)
+    w = jnp.ones(C, S.dtype) if weight is None else weight
+    e = label_smoothing
+    smooth = -jnp.sum(w * log_p, axis=1)  # sum_j w_j (-log p_ij)
+    if y.ndim == 2:  # soft targets, eq. (18): w_j ((1 - e) t_ij + e / C)
+        kept = jnp.ones(N, S.dtype)
+        row_losses = -(1 - e) * jnp.sum(w * y * log_p, axis=1) + (e / C) * smooth
+        denominator = jnp.asarray(N, S.dtype)
+    else:
+        kept = jnp.ones(N, S.dtype) if ignore_index is None else (y != ignore_index).astype(S.dtype)
+        labels = jnp.where(kept > 0, y, 0)
+        w_y = w[labels]
+        nll = -jnp.take_along_axis(log_p, labels[:, None], axis=1)[:, 0]
+        row_losses = (1 - e) * w_y * nll + (e / C) * smooth  # eqs. (18)-(19)
+        denominator = jnp.sum(kept * w_y)
+    lse = jax.nn.logsumexp(Z, axis=1)
+    cross_entropy = jnp.sum(kept * row_losses)
+    penalty = z_loss * jnp.sum(kept * lse**2)  # eq. (21)
+    if reduction == "mean":
+        defined = denominator > 0
+        cross_entropy = jnp.where(defined, cross_entropy / jnp.where(defined, denominator, 1), jnp.nan)
+        penalty = penalty / jnp.maximum(jnp.sum(kept), 1)
+    return cross_entropy + penalty
 
 
 def l2_penalty(reg: float, *weights: jax.Array) -> jax.Array:
@@ -24,13 +67,17 @@ def l2_penalty(reg: float, *weights: jax.Array) -> jax.Array:
     return 0.5 * reg * sum(jnp.sum(W**2) for W in weights)
 
 
-def linear_loss_value(W: jax.Array, X: jax.Array, y: jax.Array, reg: float, reduction: str) -> jax.Array:
+def linear_loss_value(
+    W: jax.Array, X: jax.Array, y: jax.Array, reg: float, reduction: str, **options: Any
+) -> jax.Array:
     """Eq. (12) forward: the loss of ``S = X W`` plus the penalty on ``W``."""
-    return softmax_loss_value(X @ W, y, reduction) + l2_penalty(reg, W)
+    return softmax_loss_value(X @ W, y, reduction, **options) + l2_penalty(reg, W)
 
 
-def two_layer_loss_value(params: dict[str, jax.Array], X: jax.Array, y: jax.Array, reg: float) -> jax.Array:
+def two_layer_loss_value(
+    params: dict[str, jax.Array], X: jax.Array, y: jax.Array, reg: float, **options: Any
+) -> jax.Array:
     """Eq. (7) forward, then eqs. (3)-(4). ``jax.nn.relu`` has derivative 0 at 0."""
     H1 = jax.nn.relu(X @ params["W1"] + params["b1"])
     S = H1 @ params["W2"] + params["b2"]
-    return softmax_loss_value(S, y, "mean") + l2_penalty(reg, params["W1"], params["W2"])
+    return softmax_loss_value(S, y, "mean", **options) + l2_penalty(reg, params["W1"], params["W2"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -64,21 +65,46 @@ def _surely_finite(arr: np.ndarray) -> bool:
         return bool(np.isfinite(arr @ np.ones(arr.shape[-1], arr.dtype)).all())
 
 
-def check_labels(y: Any, n: int, c: int) -> np.ndarray:
-    """Return ``y`` as ``intp`` labels, after checking they are N integers in ``[0, C)``."""
+def check_labels(y: Any, n: int, c: int, ignore_index: int | None = None) -> np.ndarray:
+    """Return ``y`` as ``intp`` labels, after checking they are N integers in ``[0, C)``.
+
+    A label equal to ``ignore_index`` is exempt from the range check (it may be
+    the usual -100); every other label is checked.
+    """
     arr = _as_array(y, "y")
     if arr.dtype.kind not in "iu":
-        raise TypeError(f"y must hold integer class labels, got dtype {arr.dtype}")
+        raise TypeError(
+            f"y must hold integer class labels (N,) or floating soft targets (N, C), "
+            f"got dtype {arr.dtype} and shape {arr.shape}"
+        )
     if arr.ndim != 1:
         raise ValueError(f"y must be 1-D with shape (N,), got {arr.ndim}-D array of shape {arr.shape}")
     if arr.shape[0] != n:
         raise ValueError(f"y has {arr.shape[0]} labels but there are N = {n} samples")
     # Compare before any cast or indexing, so that -1 is an error, not class C-1.
     bad = (arr < 0) | (arr >= c)
+    if ignore_index is not None:
+        bad &= arr != ignore_index
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(f"y[{i}] = {arr[i]} is out of range: labels must lie in [0, {c}) for C = {c}")
     return arr.astype(np.intp)
+
+
+def check_targets(y: Any, n: int, c: int, ignore_index: int | None = None) -> np.ndarray:
+    """Return integer labels (N,), as ``check_labels`` does, or soft targets (N, C) checked finite and >= 0."""
+    arr = _as_array(y, "y")
+    if arr.dtype.kind != "f" or arr.ndim != 2:
+        return check_labels(arr, n, c, ignore_index)
+    if arr.shape != (n, c):
+        raise ValueError(f"y holds soft targets of shape {arr.shape}, expected (N, C) = {(n, c)} from the scores")
+    if ignore_index is not None:
+        raise ValueError(f"ignore_index={ignore_index} applies to integer labels only; y holds soft targets")
+    targets = check_array(arr, "y", ("N", "C"))
+    if (targets < 0).any():
+        index = tuple(int(i) for i in np.argwhere(targets < 0)[0])
+        raise ValueError(f"y{list(index)} = {targets[index]} is negative; soft targets must be >= 0")
+    return targets
 
 
 def check_reduction(value: Any) -> str:
@@ -102,6 +128,80 @@ def check_flag(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def _real_scalar(value: Any, name: str) -> float:
+    """``value`` as a float, after checking it is one real number (not a bool, an array or a string)."""
+    arr = np.asarray(value) if not isinstance(value, (bool, np.bool_, str)) else None
+    if arr is None or arr.ndim != 0 or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(arr)
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """The loss options of DESIGN.md, "Loss options", validated once (derivation eqs. 17-24).
+
+    ``weight`` is None or a (C,) array of the computing dtype; the defaults
+    (``LossOptions()``) are the textbook loss of eqs. (4), (15).
+    """
+
+    weight: np.ndarray | None = None
+    ignore_index: int | None = None
+    label_smoothing: float = 0.0
+    z_loss: float = 0.0
+    softcap: float | None = None
+
+    @property
+    def plain(self) -> bool:
+        """True when no option changes the textbook loss."""
+        return (
+            self.weight is None
+            and self.ignore_index is None
+            and self.label_smoothing == 0.0
+            and self.z_loss == 0.0
+            and self.softcap is None
+        )
+
+    def astype(self, dtype: np.dtype) -> LossOptions:
+        return replace(self, weight=None if self.weight is None else self.weight.astype(dtype, copy=False))
+
+
+TEXTBOOK = LossOptions()  # no option set: the loss of eqs. (4), (15)
+
+
+def check_options(
+    c: int,
+    *,
+    weight: Any = None,
+    ignore_index: Any = None,
+    label_smoothing: Any = 0.0,
+    z_loss: Any = 0.0,
+    softcap: Any = None,
+) -> LossOptions:
+    """Validate the loss options for ``C = c`` classes into one ``LossOptions``."""
+    if weight is not None:
+        weight = check_array(weight, "weight", ("C",))
+        if weight.shape[0] != c:
+            raise ValueError(f"weight has {weight.shape[0]} entries but there are C = {c} classes")
+        if (weight < 0).any():
+            j = int(np.argmax(weight < 0))
+            raise ValueError(f"weight[{j}] = {weight[j]} is negative; class weights must be >= 0")
+    if ignore_index is not None:
+        if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
+            raise TypeError(f"ignore_index must be an integer or None, got {ignore_index!r}")
+        ignore_index = int(ignore_index)
+    smoothing = _real_scalar(label_smoothing, "label_smoothing")
+    if not 0.0 <= smoothing <= 1.0:  # NaN fails both comparisons
+        raise ValueError(f"label_smoothing must lie in [0, 1], got {smoothing}")
+    z = _real_scalar(z_loss, "z_loss")
+    if not (np.isfinite(z) and z >= 0):
+        raise ValueError(f"z_loss must be finite and >= 0, got {z}")
+    if softcap is not None:
+        softcap = _real_scalar(softcap, "softcap")
+        if not (np.isfinite(softcap) and softcap > 0):
+            raise ValueError(f"softcap must be a finite number > 0 (or None), got {softcap}")
+    return LossOptions(weight, ignore_index, smoothing, z, softcap)
 
 
 def float_dtype(*arrays: np.ndarray) -> np.dtype:
@@ -174,19 +274,48 @@ def jacobian_entry(impl: Callable[[np.ndarray], Any]) -> Callable[..., np.ndarra
 
 
 def softmax_loss_entry(impl: Callable[..., tuple[Any, Any]]) -> Callable[..., tuple[float, np.ndarray]]:
-    """Wrap ``impl(S, y, reduction=..., **options)`` as the public ``softmax_loss``."""
+    """Wrap ``impl(S, y, reduction=..., options=LossOptions, **extra)`` as the public ``softmax_loss``.
 
-    @functools.wraps(impl)
-    def softmax_loss(scores: Any, y: Any, *, reduction: str = "mean", **options: Any) -> tuple[float, np.ndarray]:
+    ``y`` reaches ``impl`` as ``intp`` labels (N,) or as soft targets (N, C) of
+    the computing dtype, which the scores set (options and soft targets are cast
+    to it). ``extra`` is ``stable`` for the manual variants.
+    """
+
+    @functools.wraps(impl, assigned=("__module__", "__name__", "__qualname__", "__doc__"), updated=())
+    def softmax_loss(
+        scores: Any,
+        y: Any,
+        *,
+        reduction: str = "mean",
+        weight: Any = None,
+        ignore_index: int | None = None,
+        label_smoothing: float = 0.0,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
+        **extra: Any,
+    ) -> tuple[float, np.ndarray]:
         S = check_array(scores, "scores", ("N", "C"))
-        labels = check_labels(y, *S.shape)
         reduction = check_reduction(reduction)
-        if "stable" in options:
-            options["stable"] = check_flag(options["stable"], "stable")
+        options = check_options(
+            S.shape[1],
+            weight=weight,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            z_loss=z_loss,
+            softcap=softcap,
+        )
+        targets = check_targets(y, *S.shape, options.ignore_index)
+        if "stable" in extra:
+            extra["stable"] = check_flag(extra["stable"], "stable")
         dtype = float_dtype(S)
-        loss, dS = impl(S.astype(dtype, copy=False), labels, reduction=reduction, **options)
-        return float(loss), fresh(dS, dtype, scores, S)
+        if targets.ndim == 2:
+            targets = targets.astype(dtype, copy=False)
+        loss, dS = impl(
+            S.astype(dtype, copy=False), targets, reduction=reduction, options=options.astype(dtype), **extra
+        )
+        return float(loss), fresh(dS, dtype, scores, S, y, weight)
 
+    del softmax_loss.__wrapped__  # show the public signature, not the implementation's
     return softmax_loss
 
 

@@ -1,0 +1,51 @@
+"""What every NumPy variant reads off the loss options before its own formula: eq. (20)'s row scales.
+
+The options themselves arrive validated (``softmax_grad.contract.LossOptions``);
+this module turns them, with the labels, into the two per-row factors of
+eq. (24), ``r_i`` (cross-entropy) and ``u_i`` (z-loss), which carry the
+reduction, the ignored rows and the weighted mean's denominator. What differs
+between the variants is how they use them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from softmax_grad.contract import LossOptions
+
+
+class RowScales(NamedTuple):
+    """Eq. (20)-(21): ``dZ_i = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24)."""
+
+    ce: np.ndarray  # r_i, (N,): k_i / Dn for "mean", k_i for "sum"; 0 on ignored rows
+    z: np.ndarray  # u_i, (N,): k_i / K for "mean", k_i for "sum"
+    labels: np.ndarray | None  # integer labels with ignored rows pointed at class 0 (their r_i is 0); None for soft
+    undefined: bool  # "mean" over a zero total weight: the loss is NaN, the gradient zero (eq. 20)
+
+
+def row_scales(y: np.ndarray, options: LossOptions, reduction: str, dtype: np.dtype) -> RowScales:
+    """``r``, ``u`` of eq. (24) for labels (N,) or soft targets (N, C), in ``dtype``.
+
+    >>> from softmax_grad.contract import LossOptions
+    >>> scales = row_scales(np.array([2, -100, 0]), LossOptions(ignore_index=-100), "mean", np.float64)
+    >>> scales.ce.tolist(), scales.labels.tolist()
+    ([0.5, 0.0, 0.5], [2, 0, 0])
+    """
+    N = y.shape[0]
+    if y.ndim == 2:  # soft targets: every row kept, "mean" divides by N (eq. 20)
+        kept = np.ones(N)
+        total = float(N)
+        labels = None
+    else:
+        kept = np.ones(N) if options.ignore_index is None else (y != options.ignore_index).astype(np.float64)
+        labels = np.where(kept > 0, y, 0)
+        w_y = kept if options.weight is None else kept * options.weight[labels]
+        total = float(np.sum(w_y, dtype=np.float64))  # eq. (20): Dn = sum of the kept rows' label weights
+    count = float(kept.sum())
+    if reduction == "sum":
+        return RowScales(kept.astype(dtype), kept.astype(dtype), labels, False)
+    ce = kept / total if total > 0 else np.zeros(N)
+    z = kept / count if count > 0 else np.zeros(N)
+    return RowScales(ce.astype(dtype), z.astype(dtype), labels, total == 0)
