@@ -47,6 +47,13 @@ def check_array(value: Any, name: str, axes: tuple[str, ...]) -> np.ndarray:
     for axis, size in zip(axes, arr.shape, strict=True):
         if size == 0:
             raise ValueError(f"{name} must not be empty: {axis} = 0 in shape {arr.shape}")
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:  # long double: what float64 cannot hold is an error
+        with np.errstate(over="ignore"):
+            narrowed = arr.astype(np.float64)
+        lost = np.isfinite(arr) & ~np.isfinite(narrowed)
+        if lost.any():
+            index = tuple(int(i) for i in np.argwhere(lost)[0])
+            raise ValueError(f"{name} holds {arr[index]!s} at index {index}, beyond float64's range (about 1.8e308)")
     if arr.dtype.kind == "f" and not _surely_finite(arr):
         bad = ~np.isfinite(arr)
         if bad.any():
@@ -248,6 +255,15 @@ def fresh(result: Any, dtype: np.dtype, *inputs: Any) -> np.ndarray:
     return arr
 
 
+def check_finite_result(loss: Any, gradient: np.ndarray, what: str) -> None:
+    """Raise when finite inputs gave a non-finite loss or gradient: ``what`` overflowed on the way."""
+    if not (np.isfinite(loss) and _surely_finite(gradient.reshape(1, -1))):
+        raise ValueError(
+            f"the inputs are finite but {what} overflows in floating point (the loss came out {float(loss)}); "
+            "rescale the inputs"
+        )
+
+
 # --------------------------------------------------------------------- entries
 def softmax_entry(impl: Callable[[np.ndarray], Any]) -> Callable[..., np.ndarray]:
     """Wrap ``impl(S)`` as the public ``softmax(scores)``."""
@@ -332,9 +348,11 @@ def linear_loss_entry(impl: Callable[..., tuple[Any, Any]]) -> Callable[..., tup
         reg = check_reg(reg)
         reduction = check_reduction(reduction)
         dtype = float_dtype(W_, X_)
-        loss, dW = impl(
-            W_.astype(dtype, copy=False), X_.astype(dtype, copy=False), labels, reg=reg, reduction=reduction
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as an error
+            loss, dW = impl(
+                W_.astype(dtype, copy=False), X_.astype(dtype, copy=False), labels, reg=reg, reduction=reduction
+            )
+        check_finite_result(loss, np.asarray(dW), "the scores X @ W")
         return float(loss), fresh(dW, dtype, W, X, W_, X_)
 
     return linear_loss
@@ -351,7 +369,10 @@ def two_layer_loss_entry(impl: Callable[..., tuple[Any, Mapping[str, Any]]]) -> 
         reg = check_reg(reg)
         dtype = float_dtype(X_, *checked.values())
         cast = {key: arr.astype(dtype, copy=False) for key, arr in checked.items()}
-        loss, grads = impl(cast, X_.astype(dtype, copy=False), labels, reg=reg)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as an error
+            loss, grads = impl(cast, X_.astype(dtype, copy=False), labels, reg=reg)
+        for key in PARAM_NAMES:
+            check_finite_result(loss, np.asarray(grads[key]), "the forward pass X W1 + b1, H1 W2 + b2")
         originals = (X, X_, *checked.values(), *params.values())
         return float(loss), {key: fresh(grads[key], dtype, *originals) for key in PARAM_NAMES}
 

@@ -7,8 +7,16 @@ An entry passes when, element by element,
 ``rtol`` bounds the error of each entry relative to itself; ``atol`` bounds it
 relative to the largest entry of the same array (cancellation in a sum such as
 ``H1^T dS`` leaves small entries with only absolute accuracy); ``floor`` is the
-absolute noise of the oracle (finite differences carry about
-``1e-13 * |loss| / h``). Nothing scales with the size of the array.
+absolute noise of quantities built from terms of order 1 (the loss, whose
+``log`` of a row sum near 1 is accurate to ``eps`` absolutely; probabilities;
+the Jacobian's ``p (1 - p)``). ``gradient_floor`` is the one for gradients:
+their entries are of the order of the gradient's own largest entry, which
+``atol`` already measures, so against autodiff it is (all but) zero. A 0.1%
+error in entries that are small because of ``1/N`` cannot hide under it, at
+any N (issue 15: a float32 floor of 1e-7 hid a 2.4e-3 relative error at
+N = 100000). Finite differences carry an absolute noise of about
+``1e-13 * |loss| / h`` in every output, so their rows keep a floor for
+gradients too. Nothing scales with the size of the array.
 
 Manual code against autodiff in float64 agrees to rounding: the rows are
 tight. Finite differences are accurate to about 1e-9 in float64, so their rows
@@ -35,13 +43,18 @@ class Tolerance:
     rtol: float
     atol: float
     floor: float
+    gradient_floor: float
+
+    def for_gradients(self) -> Tolerance:
+        """The same row with ``gradient_floor`` as its floor: for dS, dW, dX, ... (not the loss, P or J)."""
+        return Tolerance(self.rtol, self.atol, self.gradient_floor, self.gradient_floor)
 
 
 TOLERANCES: dict[tuple[str, str], Tolerance] = {
-    ("float64", AUTODIFF): Tolerance(rtol=1e-11, atol=1e-12, floor=1e-15),
-    ("float64", FINITE_DIFFERENCES): Tolerance(rtol=1e-6, atol=1e-7, floor=1e-9),
-    ("float32", AUTODIFF): Tolerance(rtol=1e-4, atol=1e-5, floor=1e-7),
-    ("float32", FINITE_DIFFERENCES): Tolerance(rtol=1e-4, atol=1e-5, floor=1e-7),
+    ("float64", AUTODIFF): Tolerance(rtol=1e-11, atol=1e-12, floor=1e-15, gradient_floor=1e-300),
+    ("float64", FINITE_DIFFERENCES): Tolerance(rtol=1e-6, atol=1e-7, floor=1e-9, gradient_floor=1e-9),
+    ("float32", AUTODIFF): Tolerance(rtol=1e-4, atol=1e-5, floor=1e-7, gradient_floor=1e-300),
+    ("float32", FINITE_DIFFERENCES): Tolerance(rtol=1e-4, atol=1e-5, floor=1e-7, gradient_floor=1e-9),
 }
 
 
