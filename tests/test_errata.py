@@ -7,7 +7,9 @@ behaviour failing next to the suite passing.
 
 from __future__ import annotations
 
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from softmax_grad.compare import compare
 from softmax_grad.tolerances import tolerance
 from tests.conftest import VARIANTS
 
+ERRATA = Path(__file__).resolve().parent.parent / "docs" / "errata.md"
 RNG = np.random.default_rng(5)
 S = RNG.standard_normal((4, 3))
 Y = np.array([2, 0, 1, 1])
@@ -149,15 +152,35 @@ def test_E8_negative_labels_wrap_around_in_the_posts_code():
             module.softmax_loss(S, [-1, 0, 1, 1])
 
 
+def errata_row(number: str) -> list[str]:
+    """The cells of one row of docs/errata.md's table: number, post, slip, what it breaks, correction, test."""
+    for line in ERRATA.read_text().splitlines():
+        if line.startswith(f"| {number} |"):
+            return [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+    raise AssertionError(f"docs/errata.md has no row {number}")
+
+
+IN_PLACE_UPDATE = "b2 -= lr * db2"
+REBINDING_UPDATE = "b2 = b2 - lr * db2"
+
+
 def test_E9_ones_row_vector_gives_db2_the_wrong_shape():
     # The post's D_loss_D_b2 = np.dot(np.ones((1, N)), D_loss_D_scores) has shape (1, C), not (C,).
     _, dS = vectorized.softmax_loss(S, Y)
     post_db2 = np.dot(np.ones((1, 4)), dS)
     assert post_db2.shape == (1, 3)
-    b2 = np.zeros(3)
-    assert (b2 - 0.1 * post_db2).shape == (1, 3)  # one update step silently makes b2 2-D
+    namespace = {"b2": np.zeros(3), "lr": 0.1, "db2": post_db2}
+    with pytest.raises(ValueError, match="broadcast"):
+        exec(IN_PLACE_UPDATE, namespace)  # a (3,) array cannot hold the (1, 3) result
+    assert namespace["b2"].shape == (3,)
+    exec(REBINDING_UPDATE, namespace)
+    assert namespace["b2"].shape == (1, 3)  # this update runs and silently makes b2 2-D
+    # errata.md must say which update does what: it once said the in-place one silently reshapes b2.
+    clauses = re.split(r";|\.\s", errata_row("E9")[3])
+    assert any(f"`{IN_PLACE_UPDATE}`" in c and "ValueError" in c for c in clauses), clauses
+    assert any(f"`{REBINDING_UPDATE}`" in c and "(1, C)" in c for c in clauses), clauses
     assert not compare(post_db2, dS.sum(axis=0), tolerance(np.float64, "autodiff"), label="db2").ok
-    params = {"W1": np.eye(3), "b1": np.zeros(3), "W2": np.eye(3), "b2": b2}
+    params = {"W1": np.eye(3), "b1": np.zeros(3), "W2": np.eye(3), "b2": np.zeros(3)}
     for module in VARIANTS.values():
         assert module.two_layer_loss(params, S, Y)[1]["b2"].shape == (3,)
 
