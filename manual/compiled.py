@@ -156,7 +156,7 @@ def softmax_loss_options_core(
     lse = shift[:, 0] + log_sums
     a = jnp.sum(q, axis=1)
     row_losses = a * log_sums - jnp.sum(q * shifted, axis=1)  # eq. (19), shifted form
-    loss = jnp.sum(r * row_losses) + z * jnp.sum(u * lse * lse)
+    loss = jnp.sum(r * row_losses) + jnp.where(z > 0, z * jnp.sum(u * lse * lse), 0.0)  # eq. (21); no 0 * inf
     if reduction == "mean":
         loss = jnp.where(denominator > 0, loss, jnp.nan)
     P = jnp.exp(shifted - log_sums[:, None])

@@ -118,7 +118,9 @@ def _loss_and_dscores_with_options(
     log_sums = np.log(sums)
     lse = shift + log_sums
     row_losses = a * log_sums - q_dot_z  # eq. (19), in shifted form
-    loss = np.dot(scales.ce, row_losses.astype(np.float64)) + z * np.dot(scales.z, np.square(lse, dtype=np.float64))
+    loss = np.dot(scales.ce, row_losses.astype(np.float64))
+    if z:
+        loss += z * np.dot(scales.z, np.square(lse, dtype=np.float64))  # eq. (21)
     dZ *= ((scales.ce * a + 2 * z * scales.z * lse) / sums)[:, None]  # eq. (24), the p_i term
     if y.ndim == 2:
         dZ -= scales.ce[:, None] * q

@@ -54,7 +54,8 @@ def softmax_loss_value(
         denominator = jnp.sum(kept * w_y)
     lse = jax.nn.logsumexp(Z, axis=1)
     cross_entropy = jnp.sum(kept * row_losses)
-    penalty = z_loss * jnp.sum(kept * lse**2)  # eq. (21)
+    # eq. (21); where() keeps 0 * lse^2 from turning into 0 * inf = NaN when the logits are near float's top
+    penalty = jnp.where(z_loss > 0, z_loss * jnp.sum(kept * lse**2), 0.0)
     if reduction == "mean":
         defined = denominator > 0
         cross_entropy = jnp.where(defined, cross_entropy / jnp.where(defined, denominator, 1), jnp.nan)

@@ -35,13 +35,22 @@ def worst(errors: Iterable[float]) -> float:
 
 
 def compare(
-    actual: object, expected: object, tol: Tolerance, *, label: str, dtype: np.dtype | None = None
+    actual: object,
+    expected: object,
+    tol: Tolerance,
+    *,
+    label: str,
+    dtype: np.dtype | None = None,
+    gradient: bool = False,
 ) -> Comparison:
     """Compare ``actual`` with ``expected`` under ``tol`` (see ``softmax_grad.tolerances``).
 
     The reported relative error is normwise: ``max |a - e| / max |e|``.
     ``label`` names what is compared (variant, quantity, shape) and opens the
     message. With ``dtype`` given, ``actual`` must have exactly that dtype.
+    A ``gradient`` that does not vanish is held to ``tol.gradient_floor``
+    instead of ``tol.floor``, so that entries small because of ``1/N`` are
+    judged relative to the gradient's own scale.
 
     >>> from softmax_grad.tolerances import tolerance
     >>> tol = tolerance("float64", "autodiff")
@@ -68,8 +77,9 @@ def compare(
     max_abs = float(np.max(error, initial=0.0))
     # Relative to the array's largest entry; a scale below the oracle's noise
     # (an all-zero gradient seen through finite differences) counts as that noise.
-    max_rel = max_abs / max(scale, tol.floor / tol.rtol)
-    allowed = tol.rtol * np.abs(e) + tol.atol * scale + tol.floor
+    floor = tol.gradient_floor if gradient and scale > 0 else tol.floor
+    max_rel = max_abs / max(scale, floor / tol.rtol)
+    allowed = tol.rtol * np.abs(e) + tol.atol * scale + floor
     excess = error - allowed
     if a.size and excess.max() > 0:
         index = np.unravel_index(int(np.argmax(excess)), a.shape)

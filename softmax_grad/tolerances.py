@@ -9,9 +9,11 @@ relative to the largest entry of the same array (cancellation in a sum such as
 ``H1^T dS`` leaves small entries with only absolute accuracy); ``floor`` is the
 absolute noise of quantities built from terms of order 1 (the loss, whose
 ``log`` of a row sum near 1 is accurate to ``eps`` absolutely; probabilities;
-the Jacobian's ``p (1 - p)``). ``gradient_floor`` is the one for gradients:
-their entries are of the order of the gradient's own largest entry, which
-``atol`` already measures, so against autodiff it is (all but) zero. A 0.1%
+the Jacobian's ``p (1 - p)``). ``gradient_floor`` replaces it for a gradient
+that does not vanish: its entries are of the order of its own largest entry,
+which ``atol`` already measures, so against autodiff it is (all but) zero. (A
+gradient that vanishes, all of whose expected entries are 0, keeps ``floor``:
+its computed entries are rounding noise of terms of order ``1/N``.) A 0.1%
 error in entries that are small because of ``1/N`` cannot hide under it, at
 any N (issue 15: a float32 floor of 1e-7 hid a 2.4e-3 relative error at
 N = 100000). Finite differences carry an absolute noise of about
@@ -44,10 +46,6 @@ class Tolerance:
     atol: float
     floor: float
     gradient_floor: float
-
-    def for_gradients(self) -> Tolerance:
-        """The same row with ``gradient_floor`` as its floor: for dS, dW, dX, ... (not the loss, P or J)."""
-        return Tolerance(self.rtol, self.atol, self.gradient_floor, self.gradient_floor)
 
 
 TOLERANCES: dict[tuple[str, str], Tolerance] = {
