@@ -8,10 +8,13 @@ docs/derivation.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
 import numpy as np
 
 from manual._forward import l2_penalty, two_layer_forward
-from manual._options import row_scales
+from manual._options import RowScales, row_scales
 from softmax_grad.contract import (
     TEXTBOOK,
     LossOptions,
@@ -32,74 +35,125 @@ def _softmax_rows(S: np.ndarray) -> np.ndarray:
     return P
 
 
-def _shift_is_free(row_max: np.ndarray, dtype: np.dtype, C: int) -> bool:
-    """True when a shift of 0 is exactly as safe as the max shift (eq. 14 allows any shift).
+# Rows are processed in blocks of about this many bytes, so that each block's exp, row
+# sums, scaling and label subtraction run while it sits in the core's L2 cache: the
+# whole then costs about one read of S and one write of dS besides the exp itself.
+BLOCK_BYTES = 1 << 20
+_SMALLEST_NORMAL = {np.dtype(t): float(np.finfo(t).tiny) for t in (np.float32, np.float64)}
 
-    With every row max in ``[0, log(largest float) - log C - 1]``, ``exp(S)`` cannot
-    overflow (nor can a row sum), and every entry that is a normal number after
-    the max shift (``S_ij - m_i >= log(smallest normal)``) is one before it too,
-    because ``m_i >= 0``: no digit the shift would keep is lost. The bound
-    ``-log(smallest normal)`` keeps ``exp(-m_i)``, which turns the row sums
-    back into the shifted ones for the loss, a normal number as well.
-    Skipping the shift then saves a whole pass over memory.
+
+def _row_blocks(N: int, C: int, itemsize: int) -> Iterator[slice]:
+    """Consecutive row ranges of about ``BLOCK_BYTES`` each (at least one row)."""
+    rows = max(1, BLOCK_BYTES // (C * itemsize))
+    for start in range(0, N, rows):
+        yield slice(start, min(start + rows, N))
+
+
+@contextmanager
+def _row_broadcasts_unbuffered(C: int) -> Iterator[None]:
+    """Let ``(n, C) op (n, 1)`` run as C-long contiguous loops rather than through NumPy's buffer.
+
+    NumPy stages a row broadcast through its 8192-element buffer whenever two rows
+    fit in it, which makes ``D -= m[:, None]`` about 3x slower than a contiguous
+    pass. A buffer shorter than a row turns that off; it is restored on exit.
+    Short rows (C < 64) are faster through the buffer, so they keep it.
     """
-    info = np.finfo(dtype)
-    limit = min(np.log(info.max) - np.log(C) - 1.0, -np.log(info.tiny))
-    return bool(row_max.min() >= 0 and row_max.max() <= limit)
+    if C < 64:
+        yield
+        return
+    previous = np.setbufsize(min(8192, C // 16 * 16))
+    try:
+        yield
+    finally:
+        np.setbufsize(previous)
+
+
+def _shift_is_free(sums: np.ndarray, scale: float, dtype: np.dtype) -> bool:
+    """True when the row sums of ``exp(S)``, taken with a shift of 0, are as good as the max-shifted ones.
+
+    Eq. (14) allows any shift. With ``sums_i >= 1`` the row max is ``>= 0``, so
+    every entry that is a normal number after the max shift is one before it
+    too; with ``sums_i <= scale / smallest normal`` nothing overflowed and the
+    factor ``scale / sums_i`` of every row is itself a normal number, so the
+    scaled row keeps all its digits (a subnormal factor lost 2.4e-3 of the
+    float32 gradient at N = 100000, issue 15). NaN and inf fail both tests.
+    """
+    return bool(sums.min() >= 1 and sums.max() <= scale / _SMALLEST_NORMAL[dtype])
+
+
+def _block_loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool, dS: np.ndarray) -> np.ndarray:
+    """One block of rows: ``dS = scale (P - Y)`` written into ``dS``; returns the sample losses ``L_i``.
+
+    ``exp(S)`` first, unshifted: where ``_shift_is_free`` holds, that saves the
+    max and subtract passes, and the shift is folded into the loss instead:
+    ``L_i = log(sums_i / exp(S_iy))`` (eq. 15 with the shift ``S_iy``), exact to
+    rounding while ``exp(S_iy)`` is normal, else ``log(sums_i) - S_iy``, which is
+    then at least 708 (float64), so its rounding is relative. Otherwise the
+    block is done again with the max shift (eq. 14).
+    """
+    rows = np.arange(S.shape[0])
+    ones = np.ones(S.shape[1], S.dtype)
+    np.exp(S, out=dS)
+    sums = dS @ ones  # row sums by BLAS: the cheapest pass over the block
+    if not stable:
+        losses = -np.log(dS[rows, y] / sums)  # eq. (2) as the post writes it
+    elif _shift_is_free(sums, scale, S.dtype):
+        exp_y = dS[rows, y]
+        losses = np.where(exp_y >= _SMALLEST_NORMAL[S.dtype], np.log(sums / exp_y), np.log(sums) - S[rows, y])
+    else:
+        row_max = S.max(axis=1)
+        np.subtract(S, row_max[:, None], out=dS)  # eq. (14)
+        np.exp(dS, out=dS)
+        sums = dS @ ones
+        losses = np.log(sums) - (S[rows, y] - row_max)  # eq. (15)
+    dS *= (scale / sums)[:, None]  # scale * P
+    dS[rows, y] -= scale  # eq. (6): dS = scale * (P - Y), Y never built
+    return losses
 
 
 def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) -> tuple[float, np.ndarray]:
-    """Sum of L_i times ``scale``, and ``dS = scale (P - Y)`` (eqs. 6, 14, 15) in one buffer.
+    """Sum of L_i times ``scale``, and ``dS = scale (P - Y)`` (eqs. 6, 14, 15), block by block of rows.
 
-    The gradient is built in place in a single fresh array: exponentiate,
-    normalize and scale in one multiply, then subtract ``scale`` at
-    ``[i, y_i]``. ``P`` and the one-hot ``Y`` are never materialized. Every pass
-    over the (N, C) data that is not needed is left out, so the whole costs
-    little more than the ``exp`` itself: the max shift too, when a shift of 0
-    is provably as safe (``_shift_is_free``).
+    ``dS`` is the only (N, C) allocation: each block is exponentiated,
+    normalized and scaled in place, then ``scale`` is subtracted at ``[i, y_i]``;
+    ``P`` and the one-hot ``Y`` are never materialized. The sample losses are
+    summed in float64 whatever the scores' dtype.
     """
     N, C = S.shape
-    rows = np.arange(N)
-    ones = np.ones(C, S.dtype)
-    row_max = S.max(axis=1)
-    if not stable or _shift_is_free(row_max, S.dtype, C):
-        shift = np.zeros(N, S.dtype)
-        dS = np.exp(S)  # the only (N, C) allocation
-    else:
-        shift = row_max
-        dS = np.subtract(S, shift[:, None])  # eq. (14); the only (N, C) allocation
-        np.exp(dS, out=dS)
-    sums = dS @ ones  # row sums of exp(S - shift); a BLAS pass is the cheapest read
-    if stable:
-        # eq. (15): log sum_j exp(S_ij - m_i), from whichever shift was applied, minus (S_iy - m_i)
-        shifted_sums = sums if shift is row_max else sums * np.exp(shift - row_max)
-        loss = np.sum(np.log(shifted_sums) - (S[rows, y] - row_max))
-    else:
-        loss = -np.sum(np.log(dS[rows, y] / sums))  # eq. (2) as the post writes it
-    dS *= (scale / sums)[:, None]  # scale * P
-    dS[rows, y] -= scale  # eq. (6): dS = scale * (P - Y), Y never built
-    return scale * float(loss), dS
+    dS = np.empty_like(S)
+    losses = np.empty(N)
+    # The stable form lets exp(S) overflow on purpose (then redoes the block); the literal one warns as NumPy does.
+    quiet = np.errstate(over="ignore", divide="ignore", invalid="ignore") if stable else nullcontext()
+    with _row_broadcasts_unbuffered(C), quiet:
+        for block in _row_blocks(N, C, S.itemsize):
+            losses[block] = _block_loss_and_dscores(S[block], y[block], scale, stable, dS[block])
+    return scale * float(losses.sum()), dS
 
 
-def _loss_and_dscores_with_options(
-    S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions, stable: bool
-) -> tuple[float, np.ndarray]:
-    """Loss and dS with the options of eqs. (17)-(24), by row coefficients.
+def _block_loss_and_dscores_with_options(
+    S: np.ndarray,
+    y: np.ndarray,
+    scales: RowScales,
+    options: LossOptions,
+    stable: bool,
+    dZ: np.ndarray,
+) -> np.ndarray:
+    """One block of rows with the options of eqs. (17)-(24): ``dZ`` written in place; returns each row's loss.
 
     ``dZ_i = (r_i a_i + 2 z u_i lse_i) p_i - r_i q_i`` (eq. 24): one scaled
     ``P``, then the smoothing row ``(e/C) w`` subtracted by broadcasting and the
     label term by a scatter-subtract at ``[i, y_i]``. For integer labels no
     one-hot and no (N, C) target is built; soft targets are (N, C) already.
+    The row's loss is ``r_i l_i + z u_i lse_i^2`` (eqs. 19-21), in float64.
     """
     N, C = S.shape
     rows = np.arange(N)
     e, z, c = options.label_smoothing, options.z_loss, options.softcap
     w = options.weight
-    scales = row_scales(y, options, reduction, S.dtype)
     tanh_S = None if c is None else np.tanh(S / c)
     Z = S if c is None else c * tanh_S  # eq. (17)
     shift = Z.max(axis=1) if stable else np.zeros(N, S.dtype)
-    dZ = Z - shift[:, None]  # eq. (14); becomes exp, then P, then dZ, in place
+    np.subtract(Z, shift[:, None], out=dZ)  # eq. (14); becomes exp, then P, then dZ, in place
     if y.ndim == 2:  # eq. (18), soft targets
         q = (1 - e) * y + e / C
         if w is not None:
@@ -117,10 +171,9 @@ def _loss_and_dscores_with_options(
     sums = dZ.sum(axis=1)
     log_sums = np.log(sums)
     lse = shift + log_sums
-    row_losses = a * log_sums - q_dot_z  # eq. (19), in shifted form
-    loss = np.dot(scales.ce, row_losses.astype(np.float64))
+    row_losses = scales.ce * (a * log_sums - q_dot_z).astype(np.float64)  # eqs. (19)-(20), in shifted form
     if z:
-        loss += z * np.dot(scales.z, np.square(lse, dtype=np.float64))  # eq. (21)
+        row_losses += z * scales.z * np.square(lse, dtype=np.float64)  # eq. (21)
     dZ *= ((scales.ce * a + 2 * z * scales.z * lse) / sums)[:, None]  # eq. (24), the p_i term
     if y.ndim == 2:
         dZ -= scales.ce[:, None] * q
@@ -130,7 +183,23 @@ def _loss_and_dscores_with_options(
         dZ[rows, labels] -= scales.ce * (1 - e) * w_y
     if tanh_S is not None:
         dZ *= 1 - np.square(tanh_S)  # eq. (17)'s chain factor
-    return (float("nan") if scales.undefined else float(loss)), dZ
+    return row_losses
+
+
+def _loss_and_dscores_with_options(
+    S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions, stable: bool
+) -> tuple[float, np.ndarray]:
+    """Loss and dS with the options of eqs. (17)-(24), block by block of rows (see ``_row_blocks``)."""
+    N, C = S.shape
+    scales = row_scales(y, options, reduction, S.dtype)
+    dZ = np.empty_like(S)
+    losses = np.empty(N)
+    with _row_broadcasts_unbuffered(C):
+        for block in _row_blocks(N, C, S.itemsize):
+            labels = None if scales.labels is None else scales.labels[block]
+            part = RowScales(scales.ce[block], scales.z[block], labels, scales.undefined)
+            losses[block] = _block_loss_and_dscores_with_options(S[block], y[block], part, options, stable, dZ[block])
+    return (float("nan") if scales.undefined else float(losses.sum())), dZ
 
 
 @softmax_entry

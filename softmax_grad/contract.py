@@ -16,6 +16,7 @@ float32, and float64 otherwise (integer scores become float64).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -39,14 +40,14 @@ def check_array(value: Any, name: str, axes: tuple[str, ...]) -> np.ndarray:
     arr = _as_array(value, name)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    layout = "(" + ", ".join(axes) + ("," if len(axes) == 1 else "") + ")"
     if arr.ndim != len(axes):
+        layout = "(" + ", ".join(axes) + ("," if len(axes) == 1 else "") + ")"
         raise ValueError(
             f"{name} must be {len(axes)}-D with shape {layout}, got {arr.ndim}-D array of shape {arr.shape}"
         )
-    for axis, size in zip(axes, arr.shape, strict=True):
-        if size == 0:
-            raise ValueError(f"{name} must not be empty: {axis} = 0 in shape {arr.shape}")
+    if arr.size == 0:
+        axis = axes[arr.shape.index(0)]
+        raise ValueError(f"{name} must not be empty: {axis} = 0 in shape {arr.shape}")
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:  # long double: what float64 cannot hold is an error
         with np.errstate(over="ignore"):
             narrowed = arr.astype(np.float64)
@@ -65,11 +66,20 @@ def check_array(value: Any, name: str, axes: tuple[str, ...]) -> np.ndarray:
 def _surely_finite(arr: np.ndarray) -> bool:
     """True only if every entry is finite; one BLAS pass, no temporary the size of ``arr``.
 
-    A NaN or an infinity anywhere makes the product with a ones vector non-finite;
-    a finite overflow of the sum gives a false alarm, which the exact check clears.
+    A NaN or an infinity anywhere makes the sum of the products with a ones vector
+    non-finite; a finite overflow of the sum gives a false alarm, which the exact
+    check clears.
     """
     with np.errstate(all="ignore"):  # inf - inf inside the sum is the case being looked for
-        return bool(np.isfinite(arr @ np.ones(arr.shape[-1], arr.dtype)).all())
+        return math.isfinite(float((arr @ _ones(arr.shape[-1], arr.dtype)).sum()))
+
+
+@functools.lru_cache(maxsize=32)
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only ones vector, kept: the finiteness check runs on every call of every function."""
+    ones = np.ones(n, dtype)
+    ones.flags.writeable = False
+    return ones
 
 
 def check_labels(y: Any, n: int, c: int, ignore_index: int | None = None) -> np.ndarray:
@@ -88,14 +98,17 @@ def check_labels(y: Any, n: int, c: int, ignore_index: int | None = None) -> np.
         raise ValueError(f"y must be 1-D with shape (N,), got {arr.ndim}-D array of shape {arr.shape}")
     if arr.shape[0] != n:
         raise ValueError(f"y has {arr.shape[0]} labels but there are N = {n} samples")
-    # Compare before any cast or indexing, so that -1 is an error, not class C-1.
-    bad = (arr < 0) | (arr >= c)
-    if ignore_index is not None:
-        bad &= arr != ignore_index
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"y[{i}] = {arr[i]} is out of range: labels must lie in [0, {c}) for C = {c}")
-    return arr.astype(np.intp)
+    # Compare before any cast or indexing, so that -1 is an error, not class C-1. Seen as
+    # unsigned, a negative label is huge: one max() then checks both ends of [0, C).
+    unsigned = arr.view(arr.dtype.str.replace("i", "u"))
+    if unsigned.max() >= c:
+        bad = (arr < 0) | (arr >= c)
+        if ignore_index is not None:
+            bad &= arr != ignore_index
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"y[{i}] = {arr[i]} is out of range: labels must lie in [0, {c}) for C = {c}")
+    return arr.astype(np.intp, copy=False)
 
 
 def check_targets(y: Any, n: int, c: int, ignore_index: int | None = None) -> np.ndarray:
@@ -171,7 +184,9 @@ class LossOptions:
         )
 
     def astype(self, dtype: np.dtype) -> LossOptions:
-        return replace(self, weight=None if self.weight is None else self.weight.astype(dtype, copy=False))
+        if self.weight is None:
+            return self
+        return replace(self, weight=self.weight.astype(dtype, copy=False))
 
 
 TEXTBOOK = LossOptions()  # no option set: the loss of eqs. (4), (15)
@@ -187,6 +202,8 @@ def check_options(
     softcap: Any = None,
 ) -> LossOptions:
     """Validate the loss options for ``C = c`` classes into one ``LossOptions``."""
+    if weight is None and ignore_index is None and softcap is None and _zero(label_smoothing) and _zero(z_loss):
+        return TEXTBOOK
     if weight is not None:
         weight = check_array(weight, "weight", ("C",))
         if weight.shape[0] != c:
@@ -209,6 +226,11 @@ def check_options(
         if not (np.isfinite(softcap) and softcap > 0):
             raise ValueError(f"softcap must be a finite number > 0 (or None), got {softcap}")
     return LossOptions(weight, ignore_index, smoothing, z, softcap)
+
+
+def _zero(value: Any) -> bool:
+    """True for a plain Python 0 or 0.0 (the defaults); anything else goes through the full checks."""
+    return type(value) in (int, float) and value == 0
 
 
 def float_dtype(*arrays: np.ndarray) -> np.dtype:
@@ -250,6 +272,10 @@ def check_params(params: Any, X: np.ndarray) -> dict[str, np.ndarray]:
 def fresh(result: Any, dtype: np.dtype, *inputs: Any) -> np.ndarray:
     """``result`` as a writable NumPy array of ``dtype`` that shares no memory with ``inputs``."""
     arr = np.asarray(result, dtype=dtype)
+    # Memory of its own, not an input nor under one (a view's base is always the owner): nothing to check.
+    owned = arr.flags.owndata and not any(x is arr or getattr(x, "base", None) is arr for x in inputs)
+    if owned and arr.flags.writeable:
+        return arr
     if not arr.flags.writeable or any(isinstance(x, np.ndarray) and np.may_share_memory(arr, x) for x in inputs):
         arr = arr.copy()
     return arr

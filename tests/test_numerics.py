@@ -27,15 +27,19 @@ def failures(case: Case, actual, expected, oracle: str = "autodiff") -> list[str
 
 
 # ------------------------------------------------------------- 1/N-small entries
-def tiled_float32_case(N: int = 100_000) -> Case:
-    """Rows [87, 86.5] (just below float32's exp overflow) tiled N times: every gradient entry is ~1/N."""
-    S = np.tile(np.array([[87.0, 86.5]], np.float32), (N, 1))
-    return Case(f"[87, 86.5] x {N}", "softmax_loss", (S, np.zeros(N, np.intp)))
+def tiled_float32_case(top: float = 87.0, N: int = 100_000) -> Case:
+    """Rows [top, top - 0.5] tiled N times: every gradient entry is ~1/N.
+
+    At 87 (just below float32's exp overflow) exp(S) has row sums past 1 / smallest normal; at 86 they
+    are below it but past 1 / (N smallest normal), where the factor 1 / (N sums) is deep in the subnormals.
+    """
+    S = np.tile(np.array([[top, top - 0.5]], np.float32), (N, 1))
+    return Case(f"[{top:g}, {top - 0.5:g}] x {N}", "softmax_loss", (S, np.zeros(N, np.intp)))
 
 
-@pytest.fixture(scope="module")
-def tiled_expected():
-    case = tiled_float32_case()
+@pytest.fixture(scope="module", params=[87.0, 86.0], ids=["87", "86"])
+def tiled_expected(request):
+    case = tiled_float32_case(request.param)
     return case, case.call(ORACLES["autodiff"])
 
 

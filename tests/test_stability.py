@@ -69,33 +69,74 @@ def test_stable_flag_must_be_a_bool(variant):
         VARIANTS[variant].softmax_loss(np.zeros((1, 2)), [0], stable="no")
 
 
-# (dtype, offset added to |normal| scores, whether a shift of 0 is free): the limit for C = 5
-# is min(log(largest float) - log(5) - 1, -log(smallest normal)), 707.2 in float64 and 86.1 in float32.
+# The vectorized variant takes exp(S) unshifted when its row sums lie in [1, scale / smallest normal]
+# (manual.vectorized._shift_is_free), else the max shift. Each edge from both sides, then far past
+# each: a probe row [t, t - 50, t - 60] has row sums exp(t) (1 + 2e-22), so its edges are t = 0 and
+# t = log(scale / smallest normal), 708 - log N in float64 and 87.3 - log N in float32.
+def probe_scores(dtype: type, t: float, N: int = 6) -> np.ndarray:
+    rest = np.abs(np.random.default_rng(11).standard_normal((N - 1, 3)))  # sums > 1, far inside
+    return np.vstack([rest, [[t, t - 50.0, t - 60.0]]]).astype(dtype)
+
+
+def upper_edge(dtype: type, N: int = 6) -> float:
+    return float(np.log(1.0 / N) - np.log(np.finfo(dtype).tiny))
+
+
+EDGE_STEP = {np.float64: 1e-9, np.float32: 1e-3}  # a few units in the last place of t
 SHIFT_PATHS = [
-    (np.float64, 0.0, True),
-    (np.float64, -10.0, False),
-    (np.float64, 600.0, True),
-    (np.float64, 708.0, False),
-    (np.float32, 0.0, True),
-    (np.float32, -10.0, False),
-    (np.float32, 80.0, True),
-    (np.float32, 86.5, False),
+    (dtype, name, free)
+    for dtype in (np.float64, np.float32)
+    for name, free in [
+        ("just above 0", True),
+        ("just below 0", False),
+        ("far below 0", False),
+        ("just below the upper edge", True),
+        ("just above the upper edge", False),
+        ("far above the upper edge", False),
+    ]
 ]
 
 
+def probe_offset(dtype: type, name: str) -> float:
+    step, top = EDGE_STEP[dtype], upper_edge(dtype)
+    return {
+        "just above 0": step,
+        "just below 0": -step,
+        "far below 0": -800.0 if dtype == np.float64 else -100.0,  # exp(S) underflows to 0
+        "just below the upper edge": top - step,
+        "just above the upper edge": top + step,
+        "far above the upper edge": top + 10.0,  # the factor 1/(N sums) would be deep in the subnormals
+    }[name]
+
+
 @pytest.mark.parametrize(
-    ("dtype", "offset", "free"), SHIFT_PATHS, ids=[f"{d.__name__}{o:+}" for d, o, _ in SHIFT_PATHS]
+    ("dtype", "name", "free"), SHIFT_PATHS, ids=[f"{d.__name__}-{n.replace(' ', '-')}" for d, n, _ in SHIFT_PATHS]
 )
-def test_vectorized_skips_the_shift_only_where_it_is_free_and_agrees_either_way(dtype, offset, free):
-    # The vectorized variant applies eq. (14) with c = 0 when that is provably as safe as
-    # c = max (manual.vectorized._shift_is_free); both paths must give the oracle's answer.
+def test_vectorized_skips_the_shift_only_where_it_is_free_and_agrees_either_way(dtype, name, free):
     from manual import vectorized
 
-    S = (np.abs(np.random.default_rng(11).standard_normal((6, 5))) + offset).astype(dtype)
-    assert vectorized._shift_is_free(S.max(axis=1), S.dtype, S.shape[1]) is free
-    y = np.array([0, 4, 2, 2, 1, 3])
-    loss, dS = vectorized.softmax_loss(S, y)
+    S = probe_scores(dtype, probe_offset(dtype, name))
+    N = S.shape[0]
+    with np.errstate(over="ignore", under="ignore"):
+        sums = np.exp(S.astype(np.float64)).sum(axis=1).astype(dtype)
+    y = np.array([0, 2, 1, 2, 0, 1])
+    for reduction in ("mean", "sum"):
+        loss, dS = vectorized.softmax_loss(S, y, reduction=reduction)
+        ref_loss, ref_dS = reference.softmax_loss(S, y, reduction=reduction)
+        tol = tolerance(dtype, "autodiff")
+        assert compare(dS, ref_dS, tol, label=f"dS {reduction}", dtype=dtype).ok
+        assert compare(loss, ref_loss, tol, label=f"loss {reduction}").ok
+    assert vectorized._shift_is_free(sums, 1.0 / N, S.dtype) is free
+
+
+@pytest.mark.parametrize(("dtype", "far"), [(np.float64, -800.0), (np.float32, -100.0)], ids=["float64", "float32"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_label_whose_exp_underflows_has_the_exact_loss(variant, dtype, far):
+    # Row sums near 1 (no shift needed) but exp(S_iy) = 0: the loss is -S_iy + log(sums), not inf.
+    S = np.array([[0.5, far, 0.0], [far, 0.25, 0.0]], dtype)
+    y = np.array([1, 0])
+    loss, dS = VARIANTS[variant].softmax_loss(S, y)
     ref_loss, ref_dS = reference.softmax_loss(S, y)
     tol = tolerance(dtype, "autodiff")
+    assert compare(loss, ref_loss, tol, label="loss").ok, (loss, ref_loss)
     assert compare(dS, ref_dS, tol, label="dS", dtype=dtype).ok
-    assert compare(loss, ref_loss, tol, label="loss").ok
