@@ -8,6 +8,7 @@ docs/derivation.md.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -42,6 +43,14 @@ BLOCK_BYTES = 1 << 20
 _SMALLEST_NORMAL = {np.dtype(t): float(np.finfo(t).tiny) for t in (np.float32, np.float64)}
 
 
+@functools.lru_cache(maxsize=16)
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    """The ones vector of the row sums ``dS @ 1``, kept between calls (read-only)."""
+    ones = np.ones(n, dtype)
+    ones.flags.writeable = False
+    return ones
+
+
 def _row_blocks(N: int, C: int, itemsize: int) -> Iterator[slice]:
     """Consecutive row ranges of about ``BLOCK_BYTES`` each (at least one row)."""
     rows = max(1, BLOCK_BYTES // (C * itemsize))
@@ -50,15 +59,17 @@ def _row_blocks(N: int, C: int, itemsize: int) -> Iterator[slice]:
 
 
 @contextmanager
-def _row_broadcasts_unbuffered(C: int) -> Iterator[None]:
+def _row_broadcasts_unbuffered(S: np.ndarray) -> Iterator[None]:
     """Let ``(n, C) op (n, 1)`` run as C-long contiguous loops rather than through NumPy's buffer.
 
     NumPy stages a row broadcast through its 8192-element buffer whenever two rows
     fit in it, which makes ``D -= m[:, None]`` about 3x slower than a contiguous
     pass. A buffer shorter than a row turns that off; it is restored on exit.
-    Short rows (C < 64) are faster through the buffer, so they keep it.
+    Short rows (C < 64) are faster through the buffer, so they keep it, and so
+    do small arrays, where setting the buffer twice costs more than it saves.
     """
-    if C < 64:
+    C = S.shape[1]
+    if C < 64 or S.size < 1 << 15:
         yield
         return
     previous = np.setbufsize(min(8192, C // 16 * 16))
@@ -92,14 +103,16 @@ def _block_loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: 
     block is done again with the max shift (eq. 14).
     """
     rows = np.arange(S.shape[0])
-    ones = np.ones(S.shape[1], S.dtype)
+    ones = _ones(S.shape[1], S.dtype)
     np.exp(S, out=dS)
     sums = dS @ ones  # row sums by BLAS: the cheapest pass over the block
     if not stable:
         losses = -np.log(dS[rows, y] / sums)  # eq. (2) as the post writes it
     elif _shift_is_free(sums, scale, S.dtype):
         exp_y = dS[rows, y]
-        losses = np.where(exp_y >= _SMALLEST_NORMAL[S.dtype], np.log(sums / exp_y), np.log(sums) - S[rows, y])
+        losses = np.log(sums / exp_y)
+        if exp_y.min() < _SMALLEST_NORMAL[S.dtype]:
+            losses = np.where(exp_y >= _SMALLEST_NORMAL[S.dtype], losses, np.log(sums) - S[rows, y])
     else:
         row_max = S.max(axis=1)
         np.subtract(S, row_max[:, None], out=dS)  # eq. (14)
@@ -124,7 +137,7 @@ def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) 
     losses = np.empty(N)
     # The stable form lets exp(S) overflow on purpose (then redoes the block); the literal one warns as NumPy does.
     quiet = np.errstate(over="ignore", divide="ignore", invalid="ignore") if stable else nullcontext()
-    with _row_broadcasts_unbuffered(C), quiet:
+    with _row_broadcasts_unbuffered(S), quiet:
         for block in _row_blocks(N, C, S.itemsize):
             losses[block] = _block_loss_and_dscores(S[block], y[block], scale, stable, dS[block])
     return scale * float(losses.sum()), dS
@@ -194,7 +207,7 @@ def _loss_and_dscores_with_options(
     scales = row_scales(y, options, reduction, S.dtype)
     dZ = np.empty_like(S)
     losses = np.empty(N)
-    with _row_broadcasts_unbuffered(C):
+    with _row_broadcasts_unbuffered(S):
         for block in _row_blocks(N, C, S.itemsize):
             labels = None if scales.labels is None else scales.labels[block]
             part = RowScales(scales.ce[block], scales.z[block], labels, scales.undefined)

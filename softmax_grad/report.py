@@ -2,10 +2,15 @@
 
 One table per workload, every contender a row: median time, spread (the
 interquartile range), speedup against the baselines present in the table
-(``per_element``, ``vectorized``, ``jax autodiff``), and the ratio to the floor
-(one ``exp`` pass over the same array). The plot shows median time against
-N x C for ``softmax_loss``, one line per contender; it needs matplotlib (the
-``plot`` extra) and is skipped with a message without it.
+(``per_element``, ``vectorized``, ``jax autodiff``), and the ratio to the floor.
+The floor of a NumPy table is the larger of two passes over the same (N, C)
+array measured in the same run, one ``np.exp`` and one copy (a read and a
+write of the same bytes): a loss and its gradient need both the ``exp`` work
+and that memory traffic. Which one is larger says what bounds this machine:
+``exp`` (compute) or memory. The jax tables' floor is a jitted ``jnp.exp``.
+The plot shows median time against N x C for ``softmax_loss``, one line per
+contender; it needs matplotlib (the ``plot`` extra) and is skipped with a
+message without it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BASELINES = ("per_element", "vectorized", "jax autodiff")
-FLOORS = ("np.exp floor", "jnp.exp floor")
+LOOPS = ("per_element", "per_row")
+EXP_FLOOR, COPY_FLOOR, ROW_SUM_FLOOR, JAX_FLOOR = "np.exp floor", "copy floor", "row-sum floor", "jnp.exp floor"
+FLOORS = (EXP_FLOOR, COPY_FLOOR, ROW_SUM_FLOOR, JAX_FLOOR)
+# The passes a floor is the larger of: NumPy tables take the exp pass and the copy pass, jax tables jnp.exp.
+BOUNDING_FLOORS = (EXP_FLOOR, COPY_FLOOR, JAX_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -89,8 +98,18 @@ def _group_order(timings: list[Timing]) -> list[str]:
     return sorted(first, key=lambda g: first[g])
 
 
+def floor_of(medians: dict[str, float]) -> float | None:
+    """The larger of the bounding floors in one table (exp pass, copy pass), or None without one.
+
+    >>> floor_of({"np.exp floor": 0.004, "copy floor": 0.003, "vectorized": 0.005})
+    0.004
+    """
+    present = [medians[f] for f in BOUNDING_FLOORS if f in medians]
+    return max(present) if present else None
+
+
 def table(timings: list[Timing]) -> str:
-    """Markdown: one table per workload."""
+    """Markdown: one table per workload; "x floor" is the time over the larger floor (``floor_of``)."""
     by_group: dict[str, list[Timing]] = defaultdict(list)
     for t in timings:
         by_group[t.group].append(t)
@@ -99,7 +118,7 @@ def table(timings: list[Timing]) -> str:
         rows = sorted(by_group[group], key=lambda t: t.median, reverse=True)
         medians = {t.contender: t.median for t in rows}
         baselines = [b for b in BASELINES if b in medians]
-        floor = next((medians[f] for f in FLOORS if f in medians), None)
+        floor = floor_of(medians)
         header = ["contender", "median", "spread (IQR)", *[f"speedup vs {b}" for b in baselines], "x floor"]
         out += [f"### {group}", "", markdown_row(header), "|" + "---|" * len(header)]
         for t in rows:
@@ -128,22 +147,65 @@ def summary(timings: list[Timing], kind: str, dtype: str) -> str:
     rows: dict[tuple, dict[str, float]] = defaultdict(dict)
     for t in chosen:
         rows[(t.function, t.shape)][t.contender] = t.median
-    floor = next((f for f in FLOORS if f in contenders), None)
-    names = [c for c in contenders if c != floor] + ([floor] if floor else [])
+    floors = [f for f in FLOORS if f in contenders]
+    names = [c for c in contenders if c not in floors] + floors
     header = ["workload", *names]
-    if floor and "vectorized" in names:
+    if floors and "vectorized" in names:
         header.append("vectorized / floor")
     if "compiled core" in names and "jax autodiff" in names:
         header.append("autodiff / compiled core")
     lines = [markdown_row(header), "|" + "---|" * len(header)]
     for (function, shape), medians in sorted(rows.items(), key=lambda kv: (kv[0][0], math.prod(kv[0][1]))):
         cells = [f"{function} {'x'.join(map(str, shape))}"]
-        cells += [seconds(medians[c]) if c in medians else "skipped" for c in names]
-        if floor and "vectorized" in names:
-            cells.append(f"{medians['vectorized'] / medians[floor]:.2f}" if "vectorized" in medians else "-")
+        cells += [seconds(medians[c]) if c in medians else "-" if c in FLOORS else "skipped" for c in names]
+        if floors and "vectorized" in names:
+            floor = floor_of(medians)
+            cells.append(f"{medians['vectorized'] / floor:.2f}" if "vectorized" in medians and floor else "-")
         if "compiled core" in names and "jax autodiff" in names:
             cells.append(f"{medians['jax autodiff'] / medians['compiled core']:.2f}x")
         lines.append(markdown_row(cells))
+    return "\n".join(lines)
+
+
+def floors(timings: list[Timing]) -> str:
+    """Markdown: the machine's floors per ``softmax_loss`` workload, and what bounds it there.
+
+    The exp pass and the copy pass move the same bytes; when the exp pass takes
+    clearly longer (1.5x or more) the machine is bound by ``exp`` (compute),
+    else by memory traffic. The BLAS row-sum pass is a read alone.
+    """
+    by_workload: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for t in timings:
+        if t.kind == "numpy" and t.function == "softmax_loss":
+            by_workload[(t.shape, t.dtype)][t.contender] = t.median
+    header = ["workload", EXP_FLOOR, COPY_FLOOR, ROW_SUM_FLOOR, "exp / copy", "bound by", "vectorized / floor"]
+    lines = [markdown_row(header), "|" + "---|" * len(header)]
+    for (shape, dtype), medians in sorted(by_workload.items(), key=lambda kv: (kv[0][1], math.prod(kv[0][0]))):
+        if EXP_FLOOR not in medians or COPY_FLOOR not in medians:
+            continue
+        ratio = medians[EXP_FLOOR] / medians[COPY_FLOOR]
+        cells = [f"{'x'.join(map(str, shape))} {dtype}"]
+        cells += [seconds(medians[f]) if f in medians else "-" for f in (EXP_FLOOR, COPY_FLOOR, ROW_SUM_FLOOR)]
+        cells += [f"{ratio:.2f}", "exp (compute)" if ratio >= 1.5 else "memory"]
+        cells.append(f"{medians['vectorized'] / floor_of(medians):.2f}" if "vectorized" in medians else "-")
+        lines.append(markdown_row(cells))
+    return "\n".join(lines)
+
+
+def loop_speedups(timings: list[Timing], shape: tuple[int, ...] = (100, 100)) -> str:
+    """One line per dtype: how much faster ``vectorized`` is than each loop variant on ``softmax_loss`` at ``shape``."""
+    lines = []
+    for dtype in ("float64", "float32"):
+        medians = {
+            t.contender: t.median
+            for t in timings
+            if t.kind == "numpy" and t.function == "softmax_loss" and t.shape == shape and t.dtype == dtype
+        }
+        if "vectorized" not in medians:
+            continue
+        loops = [f"{medians[v] / medians['vectorized']:.0f}x over {v}" for v in LOOPS if v in medians]
+        if loops:
+            lines.append(f"- softmax_loss {'x'.join(map(str, shape))} {dtype}: vectorized is " + ", ".join(loops))
     return "\n".join(lines)
 
 
@@ -194,7 +256,13 @@ def render(json_path: str | Path, out_dir: str | Path, machine: str = "") -> tup
         for dtype in ("float64", "float32")
         if any(t.kind == kind and t.dtype == dtype for t in timings)
     ]
-    markdown = "\n".join(overview) + "\n## Every workload\n\n" + table(timings)
+    head = []
+    if any(t.contender == EXP_FLOOR for t in timings):
+        head.append(f"## The machine's floors, measured in this run\n\n{floors(timings)}\n")
+    speedups = loop_speedups(timings)
+    if speedups:
+        head.append(f"## Loops against vectorized\n\n{speedups}\n")
+    markdown = "\n".join(head + overview) + "\n## Every workload\n\n" + table(timings)
     heading = f"# softmax-grad benchmarks\n\n{machine}\n\n" if machine else "# softmax-grad benchmarks\n\n"
     (out / "report.md").write_text(heading + markdown)
     return markdown, plot(timings, out / "softmax_loss.png")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from softmax_grad.report import load, render, summary, table
+from softmax_grad.report import floors, load, loop_speedups, render, summary, table
 
 
 def fake_json(tmp_path):
@@ -24,9 +24,12 @@ def fake_json(tmp_path):
         bench("per_row", "numpy", 0.12),
         bench("vectorized", "numpy", 0.045),
         bench("np.exp floor", "numpy", 0.040),
+        bench("copy floor", "numpy", 0.010),
+        bench("row-sum floor", "numpy", 0.004),
         bench("per_element", "numpy", 0.009, shape=(100, 100)),
         bench("vectorized", "numpy", 0.0002, shape=(100, 100)),
         bench("np.exp floor", "numpy", 0.00005, shape=(100, 100)),
+        bench("copy floor", "numpy", 0.0001, shape=(100, 100)),  # larger than exp here: the floor is the copy
         bench("compiled core", "jax", 0.012),
         bench("jax autodiff", "jax", 0.048),
         bench("jnp.exp floor", "jax", 0.005),
@@ -41,16 +44,36 @@ def test_table_has_speedups_floor_ratios_and_skipped_loop_variants(tmp_path):
     assert "### softmax_loss 4096x1000 float64 [numpy]" in markdown
     assert "| vectorized | 45.0 ms | 4.5 ms | 1.00x | 1.12 |" in markdown  # 45 / 40 = 1.125
     assert "| per_element | skipped: over the loop budget |" in markdown
-    assert "| per_element | 9.0 ms | 900.0 us | 1.00x | 0.02x | 180.00 |" in markdown
+    assert "| per_element | 9.0 ms | 900.0 us | 1.00x | 0.02x | 90.00 |" in markdown  # 9 ms / the 100 us copy
     assert "| compiled core | 12.0 ms | 1.2 ms | 4.00x | 2.40 |" in markdown
 
 
 def test_summary_puts_every_workload_in_one_row(tmp_path):
     timings = load(fake_json(tmp_path))
     numpy_rows = summary(timings, "numpy", "float64").splitlines()
-    assert numpy_rows[0].startswith("| workload | per_element | per_row | vectorized | np.exp floor |")
-    assert "| softmax_loss 4096x1000 | skipped | 120.0 ms | 45.0 ms | 40.0 ms | 1.12 |" in numpy_rows
+    assert numpy_rows[0].startswith(
+        "| workload | per_element | per_row | vectorized | np.exp floor | copy floor | row-sum floor |"
+    )
+    assert "| softmax_loss 4096x1000 | skipped | 120.0 ms | 45.0 ms | 40.0 ms | 10.0 ms | 4.0 ms | 1.12 |" in numpy_rows
+    assert "| softmax_loss 100x100 | 9.0 ms | skipped | 200.0 us | 50.0 us | 100.0 us | - | 2.00 |" in numpy_rows
     assert "| softmax_loss 4096x1000 | 12.0 ms | 48.0 ms | 5.0 ms | 4.00x |" in summary(timings, "jax", "float64")
+
+
+def test_floors_name_the_larger_pass_and_what_bounds_the_machine(tmp_path):
+    lines = floors(load(fake_json(tmp_path))).splitlines()
+    assert lines[0] == (
+        "| workload | np.exp floor | copy floor | row-sum floor | exp / copy | bound by | vectorized / floor |"
+    )
+    assert "| 100x100 float64 | 50.0 us | 100.0 us | - | 0.50 | memory | 2.00 |" in lines
+    assert "| 4096x1000 float64 | 40.0 ms | 10.0 ms | 4.0 ms | 4.00 | exp (compute) | 1.12 |" in lines
+
+
+def test_the_report_shows_the_loop_speedup_at_100x100(tmp_path):
+    assert (
+        loop_speedups(load(fake_json(tmp_path))) == "- softmax_loss 100x100 float64: vectorized is 45x over per_element"
+    )
+    markdown, _ = render(fake_json(tmp_path), tmp_path / "out")
+    assert "## The machine's floors, measured in this run" in markdown and "45x over per_element" in markdown
 
 
 def test_render_writes_report_and_plot(tmp_path):
