@@ -70,7 +70,8 @@ def _loss_and_dscores(
             loss += float(-np.log(exp_row[labels[i]] / total)) / (N if reduction == "mean" else 1)  # eq. (2) as written
         else:
             loss += float(r[i] * (a * np.log(total) - q @ (Z_i - shift)) + z * u[i] * lse * lse)  # eqs. (19), (21)
-        dS[i] = (r[i] * a + 2 * z * u[i] * lse) * (exp_row / total) - r[i] * q  # eq. (24)
+        p = exp_row / total
+        dS[i] = r[i] * (a * p - q) + 2 * z * u[i] * lse * p  # eq. (24), its two terms apart (they may cancel)
         if c is not None:
             dS[i] *= 1 - np.square(Z_i / c)  # eq. (17)'s chain factor, 1 - tanh^2
     return (float("nan") if undefined else loss), dS

@@ -153,8 +153,8 @@ def _block_loss_and_dscores_with_options(
 ) -> np.ndarray:
     """One block of rows with the options of eqs. (17)-(24): ``dZ`` written in place; returns each row's loss.
 
-    ``dZ_i = (r_i a_i + 2 z u_i lse_i) p_i - r_i q_i`` (eq. 24): one scaled
-    ``P``, then the smoothing row ``(e/C) w`` subtracted by broadcasting and the
+    ``dZ_i = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24): ``P``, scaled
+    by ``r_i a_i``, then the smoothing row ``(e/C) w`` subtracted by broadcasting and the
     label term by a scatter-subtract at ``[i, y_i]``. For integer labels no
     one-hot and no (N, C) target is built; soft targets are (N, C) already.
     The row's loss is ``r_i l_i + z u_i lse_i^2`` (eqs. 19-21), in float64.
@@ -187,13 +187,19 @@ def _block_loss_and_dscores_with_options(
     row_losses = scales.ce * (a * log_sums - q_dot_z).astype(np.float64)  # eqs. (19)-(20), in shifted form
     if z:
         row_losses += z * scales.z * np.square(lse, dtype=np.float64)  # eq. (21)
-    dZ *= ((scales.ce * a + 2 * z * scales.z * lse) / sums)[:, None]  # eq. (24), the p_i term
+    dZ *= (1 / sums)[:, None]  # P
+    # The two terms of eq. (24) apart: r_i (a_i p_i - q_i) may cancel to nothing, and a z-loss
+    # term added to r_i a_i first would keep only about eps r_i a_i of its own digits.
+    z_term = (2 * z * scales.z * lse)[:, None] * dZ if z else None
+    dZ *= (scales.ce * a)[:, None]
     if y.ndim == 2:
         dZ -= scales.ce[:, None] * q
     else:
         if e:
             dZ -= (scales.ce * (e / C))[:, None] * (np.ones(C, S.dtype) if w is None else w)
         dZ[rows, labels] -= scales.ce * (1 - e) * w_y
+    if z_term is not None:
+        dZ += z_term
     if tanh_S is not None:
         dZ *= 1 - np.square(tanh_S)  # eq. (17)'s chain factor
     return row_losses
