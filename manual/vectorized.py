@@ -106,21 +106,24 @@ def _block_loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: 
     ones = _ones(S.shape[1], S.dtype)
     np.exp(S, out=dS)
     sums = dS @ ones  # row sums by BLAS: the cheapest pass over the block
-    if not stable:
-        losses = -np.log(dS[rows, y] / sums)  # eq. (2) as the post writes it
-    elif _shift_is_free(sums, scale, S.dtype):
-        exp_y = dS[rows, y]
-        losses = np.log(sums / exp_y)
-        if exp_y.min() < _SMALLEST_NORMAL[S.dtype]:
-            losses = np.where(exp_y >= _SMALLEST_NORMAL[S.dtype], losses, np.log(sums) - S[rows, y])
-    else:
+    shifted = stable and not _shift_is_free(sums, scale, S.dtype)
+    if shifted:
         row_max = S.max(axis=1)
         np.subtract(S, row_max[:, None], out=dS)  # eq. (14)
         np.exp(dS, out=dS)
         sums = dS @ ones
+    exp_y = dS[rows, y]
+    if not stable:
+        losses = -np.log(exp_y / sums)  # eq. (2) as the post writes it
+    elif shifted:
         losses = np.log(sums) - (S[rows, y] - row_max)  # eq. (15)
-    dS *= (scale / sums)[:, None]  # scale * P
-    dS[rows, y] -= scale  # eq. (6): dS = scale * (P - Y), Y never built
+    else:
+        losses = np.log(sums / exp_y)
+        if exp_y.min() < _SMALLEST_NORMAL[S.dtype]:
+            losses = np.where(exp_y >= _SMALLEST_NORMAL[S.dtype], losses, np.log(sums) - S[rows, y])
+    factor = scale / sums
+    dS *= factor[:, None]  # scale * P
+    dS[rows, y] = exp_y * factor - scale  # eq. (6): dS = scale * (P - Y), Y never built
     return losses
 
 
