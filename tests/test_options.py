@@ -173,3 +173,53 @@ def test_float32_options_stay_float32(variant):
     ]:
         loss, dS = module.softmax_loss(S32, y, **kwargs)
         assert dS.dtype == np.float32 and type(loss) is float
+
+
+# ------------------------------------------------------------- softmax-grad verify
+def test_verify_runs_a_row_per_option_group():
+    from softmax_grad.verify import default_cases
+
+    assert {case.group for case in default_cases()} == {"", *OPTION_GROUPS}
+
+
+def test_verify_yields_each_block_before_it_computes_the_next():
+    from manual import vectorized
+    from softmax_grad.verify import iter_verify
+
+    called = []
+
+    class Recording:
+        @staticmethod
+        def softmax_loss(*args, **kwargs):
+            called.append(kwargs)
+            return vectorized.softmax_loss(*args, **kwargs)
+
+    two_groups = [case for case in CASES if case.group in ("weight", "z_loss")]
+    rows = iter_verify({"recording": Recording}, {"autodiff": reference}, two_groups, dtypes=(np.float64,))
+    first = next(rows)
+    assert first.options == "weight" and first.cases == 2 and first.ok
+    assert len(called) == 2  # the z_loss block has not started
+    second = next(rows)
+    assert second.options == "z_loss" and len(called) == 4
+
+
+def test_verify_command_prints_rows_as_it_goes_and_keeps_json(monkeypatch, capsys):
+    import json
+
+    from softmax_grad import verify
+    from softmax_grad.cli import main
+
+    real = verify.iter_verify
+    small = [case for case in CASES if case.group == "softcap"]
+    monkeypatch.setattr(verify, "iter_verify", lambda variants, oracles: real(variants, oracles, small))
+    assert main(["verify", "--variant", "vectorized"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| function |") and out[2].startswith("| softmax_loss [softcap] | vectorized | float64")
+    assert main(["verify", "--variant", "vectorized", "--json"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [(r["options"], r["dtype"], r["ok"]) for r in rows] == [
+        ("softcap", "float64", True),
+        ("softcap", "float32", True),
+    ]
+    assert "| softmax_loss [softcap] | vectorized | float32" in captured.err
