@@ -104,10 +104,20 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"softmax-grad bench: the benchmarks failed (pytest exit {status})", file=sys.stderr)
         return 1
     machine = _machine()
-    markdown, plot_message = render(json_path, out, machine)
-    print(markdown)
-    print(f"{machine}\ntable written to {out / 'report.md'}; timings in {json_path}; {plot_message}")
+    _, plot_message = render(json_path, out, machine)
+    print(terminal_summary(json_path))
+    print(f"{machine}\nfull report (every workload, float32 too) in {out / 'report.md'}; timings in {json_path}")
+    print(plot_message)
     return 0
+
+
+def terminal_summary(json_path: Path) -> str:
+    """What ``bench`` prints: the float64 medians, one small table per kind; the rest stays in report.md."""
+    from softmax_grad.report import load, summary
+
+    timings = load(json_path)
+    kinds = [kind for kind in ("numpy", "jax") if any(t.kind == kind and t.dtype == "float64" for t in timings)]
+    return "\n\n".join(f"{kind}, float64, median per call:\n{summary(timings, kind, 'float64')}" for kind in kinds)
 
 
 def _check(args: argparse.Namespace) -> int:
