@@ -18,13 +18,13 @@ WITH_OPTIONS = "softmax_loss with options"
 # (N, C) for softmax_loss (with options or not); (N, D, C) for linear_loss; (N, D, H, C) for two_layer_loss.
 FULL = {
     "softmax_loss": [(64, 10), (100, 100), (256, 10), (128, 1000), (4096, 1000), (1024, 32000)],
-    WITH_OPTIONS: [(128, 1000), (4096, 1000)],
+    WITH_OPTIONS: [(100, 100), (4096, 1000)],
     "linear_loss": [(128, 100, 10), (500, 3073, 10)],  # the second: a CIFAR-10 batch, bias folded into X
     "two_layer_loss": [(64, 32, 64, 10), (256, 3072, 100, 10)],  # the second: a CIFAR-10 batch
 }
 QUICK = {
     "softmax_loss": [(64, 10), (100, 100), (128, 1000), (4096, 1000)],
-    WITH_OPTIONS: [(128, 1000), (4096, 1000)],
+    WITH_OPTIONS: [(100, 100), (4096, 1000)],
     "linear_loss": [(128, 100, 10)],
     "two_layer_loss": [(64, 32, 64, 10)],
 }
