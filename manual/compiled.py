@@ -127,7 +127,7 @@ def softmax_loss_options_core(
 ) -> tuple[jax.Array, jax.Array]:
     """Loss and dS with the options of eqs. (17)-(24), by row coefficients.
 
-    ``dZ_i = (r_i a_i + 2 z u_i lse_i) p_i - r_i q_i`` (eq. 24); for integer
+    ``dZ_i = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24); for integer
     labels ``q`` is a comparison and a broadcast inside XLA's output loop.
     """
     N, C = S.shape
@@ -160,7 +160,9 @@ def softmax_loss_options_core(
     if reduction == "mean":
         loss = jnp.where(denominator > 0, loss, jnp.nan)
     P = jnp.exp(shifted - log_sums[:, None])
-    dZ = (r * a + 2 * z * u * lse)[:, None] * P - r[:, None] * q  # eq. (24)
+    # eq. (24), the two terms apart: folded into one coefficient r a + 2 z u lse, a small z-term
+    # would be rounded away where the cross-entropy gradient vanishes
+    dZ = r[:, None] * (a[:, None] * P - q) + (2 * z * u * lse)[:, None] * P
     if softcap is not None:
         dZ = dZ * (1 - jnp.square(Z / softcap))  # eq. (17)'s chain factor
     return loss, dZ

@@ -49,7 +49,7 @@ def _loss_and_dscores(
 ) -> tuple[float, np.ndarray]:
     """Loss and dL/dS one row at a time (eqs. 2, 5, 15; with options, eqs. 17-24).
 
-    Row ``i``: ``dZ[i] = (r_i a_i + 2 z u_i lse_i) p_i - r_i q_i`` (eq. 24); for
+    Row ``i``: ``dZ[i] = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24); for
     the textbook loss that is ``P[i] / N``, then ``1/N`` subtracted at ``y_i``.
     """
     N, C = S.shape
@@ -70,7 +70,9 @@ def _loss_and_dscores(
             loss += float(-np.log(exp_row[labels[i]] / total)) / (N if reduction == "mean" else 1)  # eq. (2) as written
         else:
             loss += float(r[i] * (a * np.log(total) - q @ (Z_i - shift)) + z * u[i] * lse * lse)  # eqs. (19), (21)
-        dS[i] = (r[i] * a + 2 * z * u[i] * lse) * (exp_row / total) - r[i] * q  # eq. (24)
+        p = exp_row / total
+        # eq. (24), the two terms apart, so that a small z-term is not rounded away in r_i a_i + 2 z u_i lse_i
+        dS[i] = r[i] * (a * p - q) + 2 * z * u[i] * lse * p
         if c is not None:
             dS[i] *= 1 - np.square(Z_i / c)  # eq. (17)'s chain factor, 1 - tanh^2
     return (float("nan") if undefined else loss), dS

@@ -86,9 +86,9 @@ def _loss_and_dscores_with_options(
 ) -> tuple[float, np.ndarray]:
     """Loss and dS with the options of eqs. (17)-(24), by row coefficients.
 
-    ``dZ_i = (r_i a_i + 2 z u_i lse_i) p_i - r_i q_i`` (eq. 24): one scaled
-    ``P``, then the smoothing row ``(e/C) w`` subtracted by broadcasting and the
-    label term by a scatter-subtract at ``[i, y_i]``. For integer labels no
+    ``dZ_i = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24): one scaled
+    ``P``, then the smoothing row ``(e/C) w`` subtracted by broadcasting, the
+    label term by a scatter-subtract at ``[i, y_i]``, and the z-term added. For integer labels no
     one-hot and no (N, C) target is built; soft targets are (N, C) already.
     """
     N, C = S.shape
@@ -121,13 +121,18 @@ def _loss_and_dscores_with_options(
     loss = np.dot(scales.ce, row_losses.astype(np.float64))
     if z:
         loss += z * np.dot(scales.z, np.square(lse, dtype=np.float64))  # eq. (21)
-    dZ *= ((scales.ce * a + 2 * z * scales.z * lse) / sums)[:, None]  # eq. (24), the p_i term
+    # eq. (24): the z-term is added last, not folded into the p_i coefficient r_i a_i, whose rounding
+    # would swamp it where the cross-entropy gradient vanishes (C = 1, or p_i = q_i / a_i to rounding)
+    z_term = dZ * ((2 * z * scales.z * lse) / sums)[:, None] if z else None
+    dZ *= (scales.ce * a / sums)[:, None]  # eq. (24), the p_i term
     if y.ndim == 2:
         dZ -= scales.ce[:, None] * q
     else:
         if e:
             dZ -= (scales.ce * (e / C))[:, None] * (np.ones(C, S.dtype) if w is None else w)
         dZ[rows, labels] -= scales.ce * (1 - e) * w_y
+    if z_term is not None:
+        dZ += z_term
     if tanh_S is not None:
         dZ *= 1 - np.square(tanh_S)  # eq. (17)'s chain factor
     return (float("nan") if scales.undefined else float(loss)), dZ
