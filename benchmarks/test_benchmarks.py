@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 
 import manual
-from benchmarks.workloads import inputs, scores_shape, skip_reason
+from benchmarks.workloads import WITH_OPTIONS, inputs, public_name, scores_shape, skip_reason
 from manual import compiled
 from reference import losses
 
-FUNCTIONS = ("softmax_loss", "linear_loss", "two_layer_loss")
+FUNCTIONS = ("softmax_loss", WITH_OPTIONS, "linear_loss", "two_layer_loss")
 DTYPES = [np.float64, np.float32]
 # What no NumPy implementation of the loss can beat: it must exponentiate, read S and write dS.
 NUMPY_FLOORS = {
@@ -49,6 +49,17 @@ CORES = {
     "linear_loss": compiled.linear_loss_core,
     "two_layer_loss": compiled.two_layer_loss_core,
 }
+
+
+def with_options(contender: str, options: dict, dtype) -> functools.partial:
+    """``fn(S, y)`` with the options bound: the compiled variant's options core, or autodiff of the reference."""
+    weight = jnp.asarray(options["weight"])
+    if contender == "compiled core":
+        numbers = {key: jnp.asarray(options[key], dtype) for key in ("label_smoothing", "z_loss", "softcap")}
+        return functools.partial(
+            compiled.softmax_loss_options_core, weight=weight, ignore_index=options["ignore_index"], **numbers
+        )
+    return functools.partial(jax.jit(jax.value_and_grad(losses.softmax_loss_value)), **{**options, "weight": weight})
 
 
 def describe(benchmark, kind: str, function: str, shape, dtype, contender: str) -> None:
@@ -79,7 +90,7 @@ def test_numpy_interface(benchmark, workload, contender, dtype):
     if reason:
         pytest.skip(reason)
     args, kwargs = inputs(function, shape, dtype)
-    run = functools.partial(getattr(manual.VARIANTS[contender], function), *args, **kwargs)
+    run = functools.partial(getattr(manual.VARIANTS[contender], public_name(function)), *args, **kwargs)
     if contender == "compiled":
         run()  # compile outside the timing
     loss, _ = benchmark(run)
@@ -96,6 +107,8 @@ def test_jax_on_device(benchmark, workload, contender, dtype):
         if contender == "jnp.exp floor":
             S = np.random.default_rng(1).standard_normal(scores_shape(function, shape)).astype(dtype)
             fn, device_args = jax.jit(jnp.exp), (jnp.asarray(S),)
+        elif function == WITH_OPTIONS:
+            fn, device_args = with_options(contender, kwargs, dtype), tuple(jnp.asarray(a) for a in args)
         else:
             fn = CORES[function] if contender == "compiled core" else AUTODIFF[function]
             device_args = jax.tree_util.tree_map(jnp.asarray, args)

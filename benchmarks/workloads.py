@@ -3,20 +3,28 @@
 One table per workload (function, shape, dtype); every variant of
 ``manual.VARIANTS`` is a contender in it, plus the floor: one ``np.exp`` pass
 over the same (N, C) scores, which no NumPy implementation can beat.
+
+``softmax_loss with options`` is ``softmax_loss`` with every loss option on at
+once (``LOSS_OPTIONS``: class weights, ignore_index on a tenth of the rows,
+label smoothing, z-loss, soft-capping), beside the same shapes without them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# (N, C) for softmax_loss; (N, D, C) for linear_loss; (N, D, H, C) for two_layer_loss.
+WITH_OPTIONS = "softmax_loss with options"
+
+# (N, C) for softmax_loss (with options or not); (N, D, C) for linear_loss; (N, D, H, C) for two_layer_loss.
 FULL = {
     "softmax_loss": [(64, 10), (100, 100), (256, 10), (128, 1000), (4096, 1000), (1024, 32000)],
+    WITH_OPTIONS: [(100, 100), (4096, 1000)],
     "linear_loss": [(128, 100, 10), (500, 3073, 10)],  # the second: a CIFAR-10 batch, bias folded into X
     "two_layer_loss": [(64, 32, 64, 10), (256, 3072, 100, 10)],  # the second: a CIFAR-10 batch
 }
 QUICK = {
     "softmax_loss": [(64, 10), (100, 100), (128, 1000), (4096, 1000)],
+    WITH_OPTIONS: [(100, 100), (4096, 1000)],
     "linear_loss": [(128, 100, 10)],
     "two_layer_loss": [(64, 32, 64, 10)],
 }
@@ -29,6 +37,22 @@ LOOP_BUDGET_SECONDS = 2.0
 PER_ELEMENT_SECONDS_PER_ITERATION = 1e-6
 
 
+def public_name(function: str) -> str:
+    """The public function a workload calls: ``softmax_loss`` for the options workload too."""
+    return "softmax_loss" if function == WITH_OPTIONS else function
+
+
+def loss_options(C: int, dtype: type, rng: np.random.Generator) -> dict:
+    """Every loss option on (DESIGN.md, "Loss options"), as ``softmax_loss`` keywords."""
+    return {
+        "weight": (0.5 + rng.random(C)).astype(dtype),
+        "ignore_index": -100,
+        "label_smoothing": 0.1,
+        "z_loss": 1e-4,
+        "softcap": 30.0,
+    }
+
+
 def scores_shape(function: str, shape: tuple[int, ...]) -> tuple[int, int]:
     """The (N, C) of the scores that ``function`` computes for ``shape``."""
     return (shape[0], shape[-1])
@@ -36,7 +60,7 @@ def scores_shape(function: str, shape: tuple[int, ...]) -> tuple[int, int]:
 
 def loop_iterations(function: str, shape: tuple[int, ...]) -> int:
     """How many innermost Python iterations the per-element variant runs for one call."""
-    if function == "softmax_loss":
+    if function in ("softmax_loss", WITH_OPTIONS):  # the options add work per entry, not loop levels
         N, C = shape
         return N * C
     if function == "linear_loss":
@@ -67,6 +91,9 @@ def inputs(function: str, shape: tuple[int, ...], dtype: type, seed: int = 0) ->
     y = rng.integers(0, C, N)
     if function == "softmax_loss":
         return (rng.standard_normal(shape).astype(dtype), y), {}
+    if function == WITH_OPTIONS:
+        y[rng.random(N) < 0.1] = -100  # padding rows
+        return (rng.standard_normal(shape).astype(dtype), y), loss_options(C, dtype, rng)
     if function == "linear_loss":
         _, D, _ = shape
         W = (0.01 * rng.standard_normal((D, C))).astype(dtype)

@@ -28,6 +28,10 @@ def _cast(value: Any, dtype: np.dtype) -> Any:
     return value
 
 
+def _short(value: Any) -> str:
+    return f"<array {value.shape}>" if isinstance(value, np.ndarray) else str(value)
+
+
 @dataclass(frozen=True)
 class Case:
     """One call of one public function: ``function(*args, **kwargs)``."""
@@ -36,6 +40,7 @@ class Case:
     function: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any] = field(default_factory=dict)
+    group: str = ""  # the loss-option group of an option case (``option_cases``); "" for a standard case
 
     @property
     def dtype(self) -> np.dtype:
@@ -44,11 +49,12 @@ class Case:
 
     @property
     def id(self) -> str:
-        extra = "".join(f",{key}={value}" for key, value in self.kwargs.items())
+        extra = "".join(f",{key}={_short(value)}" for key, value in self.kwargs.items())
         return f"{self.function}[{self.name}{extra}]"
 
     def astype(self, dtype: np.dtype | type) -> Case:
-        return Case(self.name, self.function, tuple(_cast(a, np.dtype(dtype)) for a in self.args), self.kwargs)
+        args = tuple(_cast(a, np.dtype(dtype)) for a in self.args)
+        return Case(self.name, self.function, args, self.kwargs, self.group)
 
     def call(self, module: ModuleType) -> Any:
         return getattr(module, self.function)(*self.args, **self.kwargs)
@@ -192,3 +198,70 @@ def standard_cases() -> list[Case]:
         cases.append(Case(name, "two_layer_loss", (params(D, H, C, 60 + seed), X, _labels(N, C, seed)), {"reg": reg}))
     cases += [dead_units_case(0.0), dead_units_case(0.1)]
     return cases
+
+
+# ------------------------------------------------------------- loss options
+def _soft_targets(N: int, C: int, seed: int, row_sums: np.ndarray | None = None) -> np.ndarray:
+    """Non-negative (N, C) targets; rows sum to 1, or to ``row_sums`` (0 included) when given."""
+    T = _rng(seed + 2000).random((N, C)) ** 2
+    T /= T.sum(axis=1, keepdims=True)
+    return T if row_sums is None else T * row_sums[:, None]
+
+
+def _class_weights(C: int, seed: int) -> np.ndarray:
+    return 0.2 + 2.8 * _rng(seed + 3000).random(C)  # in [0.2, 3]: far from all equal
+
+
+def _option_inputs() -> list[tuple[str, np.ndarray, np.ndarray, dict[str, Any]]]:
+    """(group, scores, y, options): each option alone, in combination, at edge shapes and large logits."""
+    N, C = 7, 5
+    S = _scores(N, C, seed=70)  # scores of size ~2: a soft cap of 2 bends them
+    y = _labels(N, C, seed=70)
+    w = _class_weights(C, 70)
+    ignored = y.copy()
+    ignored[[1, 4]] = -100
+    in_range = y.copy()
+    in_range[[0, 3]] = 2  # ignore_index = 2 is a real class: rows labelled 2 are skipped
+    uneven = np.array([1.0, 0.5, 0.0, 2.0, 1.0, 0.25, 1.0])  # a zero row, a half row, a double row
+    soft, soft_uneven = _soft_targets(N, C, 70), _soft_targets(N, C, 71, uneven)
+    every = {"weight": w, "label_smoothing": 0.1, "z_loss": 0.05, "softcap": 3.0}
+    big = np.array([[500.0, -500.0, 0.0, 499.5], [-500.0, 500.0, 250.0, 0.0], [700.0, 710.0, -300.0, 709.0]])
+    return [
+        ("weight", S, y, {"weight": w}),
+        ("ignore_index=-100", S, ignored, {"ignore_index": -100}),
+        ("ignore_index in range", S, in_range, {"ignore_index": 2}),
+        ("every row ignored", S, np.full(N, -100), {"ignore_index": -100}),
+        ("kept rows weigh 0", S, np.array([0, 1, 0, 1, 1, 0, 1]), {"weight": np.array([0.0, 0.0, 1.0, 2.0, 1.0])}),
+        ("label_smoothing", S, y, {"label_smoothing": 0.1}),
+        ("label_smoothing=1", S, y, {"label_smoothing": 1.0}),
+        ("weight+smoothing", S, y, {"weight": w, "label_smoothing": 0.2}),
+        ("soft targets", S, soft, {}),
+        ("soft targets, rows not summing to 1", S, soft_uneven, {}),
+        ("soft targets+weight+smoothing", S, soft_uneven, {"weight": w, "label_smoothing": 0.3}),
+        ("z_loss", S, y, {"z_loss": 0.1}),
+        ("softcap", S, y, {"softcap": 2.0}),
+        ("every option", S, ignored, {**every, "ignore_index": -100}),
+        ("every option, soft targets", S, soft_uneven, every),
+        ("every option, N=1", S[:1], y[:1], {**every, "ignore_index": -100}),
+        ("every option, C=1", _scores(4, 1, seed=71), np.zeros(4, np.intp), {**every, "weight": np.array([2.0])}),
+        ("every option, C=2", _scores(6, 2, seed=72), _labels(6, 2, 72), {**every, "weight": np.array([0.5, 3.0])}),
+        (
+            "large logits",
+            big,
+            np.array([1, -100, 0]),
+            {**every, "weight": w[:4], "softcap": None, "ignore_index": -100},
+        ),
+        ("large logits, softcap", big, np.array([1, 2, 0]), {**every, "softcap": 30.0, "weight": w[:4]}),
+    ]
+
+
+OPTION_GROUPS = tuple(group for group, *_ in _option_inputs())
+
+
+def option_cases() -> list[Case]:
+    """``softmax_loss`` with its loss options (eqs. 17-24), one group of cases per option group, both reductions."""
+    return [
+        Case(group, "softmax_loss", (S, y), {"reduction": reduction, **options}, group)
+        for group, S, y, options in _option_inputs()
+        for reduction in ("mean", "sum")
+    ]

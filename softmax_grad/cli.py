@@ -23,7 +23,7 @@ from pathlib import Path
 def _verify(args: argparse.Namespace) -> int:
     import manual
     import reference
-    from softmax_grad.verify import format_table, verify
+    from softmax_grad.verify import iter_verify, table_header, table_row
 
     unknown = [name for name in args.variant if name not in manual.VARIANTS]
     if unknown:
@@ -34,16 +34,24 @@ def _verify(args: argparse.Namespace) -> int:
     variants = {name: manual.VARIANTS[name] for name in (args.variant or manual.VARIANTS)}
     print(
         f"verifying {', '.join(variants)} against JAX autodiff and finite differences "
-        "(float64 and float32; the first JAX call per shape compiles)...",
+        "(float64 and float32; the first JAX call per shape compiles); each row as it is done...",
         file=sys.stderr,
+        flush=True,
     )
     start = time.perf_counter()
-    rows = verify(variants, reference.ORACLES)
+    if not args.json:
+        print(table_header(), flush=True)
+    rows = []
+    for row in iter_verify(variants, reference.ORACLES):
+        rows.append(row)
+        if args.json:  # stdout stays one JSON document; the progress goes to stderr
+            print(f"{table_row(row)}  ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+        else:
+            print(table_row(row), flush=True)
     ok = all(row.ok for row in rows)
     if args.json:
         print(json.dumps([{**row.__dict__, "ok": row.ok} for row in rows], indent=2))
     else:
-        print(format_table(rows))
         for row in rows:
             for failure in row.failures[:3]:
                 print(f"FAIL {failure}")
@@ -96,10 +104,20 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"softmax-grad bench: the benchmarks failed (pytest exit {status})", file=sys.stderr)
         return 1
     machine = _machine()
-    markdown, plot_message = render(json_path, out, machine)
-    print(markdown)
-    print(f"{machine}\ntable written to {out / 'report.md'}; timings in {json_path}; {plot_message}")
+    _, plot_message = render(json_path, out, machine)
+    print(terminal_summary(json_path))
+    print(f"{machine}\nfull report (every workload, float32 too) in {out / 'report.md'}; timings in {json_path}")
+    print(plot_message)
     return 0
+
+
+def terminal_summary(json_path: Path) -> str:
+    """What ``bench`` prints: the float64 medians, one small table per kind; the rest stays in report.md."""
+    from softmax_grad.report import load, summary
+
+    timings = load(json_path)
+    kinds = [kind for kind in ("numpy", "jax") if any(t.kind == kind and t.dtype == "float64" for t in timings)]
+    return "\n\n".join(f"{kind}, float64, median per call:\n{summary(timings, kind, 'float64')}" for kind in kinds)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -47,7 +47,9 @@ def compare(
 
     The reported relative error is normwise: ``max |a - e| / max |e|``.
     ``label`` names what is compared (variant, quantity, shape) and opens the
-    message. With ``dtype`` given, ``actual`` must have exactly that dtype.
+    message. An expected NaN (the loss of a "mean" over no rows, eq. 20) must
+    be a NaN in ``actual`` at the same place, and nowhere else. With
+    ``dtype`` given, ``actual`` must have exactly that dtype.
     A ``gradient`` that does not vanish is held to ``tol.gradient_floor``
     instead of ``tol.floor``, so that entries small because of ``1/N`` are
     judged relative to the gradient's own scale.
@@ -58,6 +60,8 @@ def compare(
     True
     >>> print(compare(np.array([1.0, 2.002]), np.array([1.0, 2.0]), tol, label="dS").message)
     dS: values differ at index (1,): actual 2.002, expected 2 (max abs error 0.002, max rel error 0.001)
+    >>> compare(float("nan"), float("nan"), tol, label="loss").ok, compare(0.0, float("nan"), tol, label="loss").ok
+    (True, False)
     """
     nan = float("nan")
     a = np.asarray(actual)
@@ -69,6 +73,13 @@ def compare(
     if a.dtype.kind not in "iuf":
         return Comparison(label, False, nan, nan, f"{label}: dtype {a.dtype} is not real")
     a = a.astype(np.float64)
+    undefined = np.isnan(e)
+    if undefined.any():  # an oracle's NaN is a convention (a "mean" over no rows, eq. 20): matched exactly
+        mismatch = np.isnan(a) != undefined
+        if mismatch.any():
+            index = tuple(int(i) for i in np.argwhere(mismatch)[0])
+            return Comparison(label, False, nan, nan, f"{label}: actual {a[index]} at index {index}, expected nan")
+        a, e = np.where(undefined, 0.0, a), np.where(undefined, 0.0, e)
     if not np.isfinite(a).all():
         index = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
         return Comparison(label, False, nan, nan, f"{label}: non-finite value {a[index]} at index {index}")

@@ -124,6 +124,89 @@ BAD_INPUTS = [
     ("two-layer y negative", "two_layer_loss", (P, X, [0, 1, -4]), {}, ValueError, r"y\[2\] = -4"),
     ("two-layer reg negative", "two_layer_loss", (P, X, Y), {"reg": -1}, ValueError, r"reg must be finite and >= 0"),
     ("two-layer reg NaN", "two_layer_loss", (P, X, Y), {"reg": np.nan}, ValueError, r"reg must be finite.*nan"),
+    # loss options (DESIGN.md, "Loss options")
+    ("weight too short", "softmax_loss", (S, Y), {"weight": np.ones(3)}, ValueError, r"weight has 3 entries.*C = 4"),
+    ("weight too long", "softmax_loss", (S, Y), {"weight": np.ones(5)}, ValueError, r"weight has 5 entries.*C = 4"),
+    ("weight 2-D", "softmax_loss", (S, Y), {"weight": np.ones((1, 4))}, ValueError, r"weight must be 1-D.*\(1, 4\)"),
+    ("weight scalar", "softmax_loss", (S, Y), {"weight": 2.0}, ValueError, r"weight must be 1-D.*0-D"),
+    ("weight negative", "softmax_loss", (S, Y), {"weight": [1, 1, -0.5, 1]}, ValueError, r"weight\[2\] = -0.5"),
+    ("weight NaN", "softmax_loss", (S, Y), {"weight": nan_at(np.ones(4), 1)}, ValueError, r"weight holds nan.*\(1,\)"),
+    ("weight inf", "softmax_loss", (S, Y), {"weight": [1, 1, 1, np.inf]}, ValueError, r"weight holds inf.*\(3,\)"),
+    ("weight strings", "softmax_loss", (S, Y), {"weight": ["1"] * 4}, TypeError, r"weight must hold real numbers"),
+    ("smoothing negative", "softmax_loss", (S, Y), {"label_smoothing": -0.1}, ValueError, r"label_smoothing.*-0.1"),
+    (
+        "smoothing above 1",
+        "softmax_loss",
+        (S, Y),
+        {"label_smoothing": 1.5},
+        ValueError,
+        r"label_smoothing.*\[0, 1\].*1.5",
+    ),
+    ("smoothing NaN", "softmax_loss", (S, Y), {"label_smoothing": np.nan}, ValueError, r"label_smoothing.*got nan"),
+    ("smoothing string", "softmax_loss", (S, Y), {"label_smoothing": "0.1"}, TypeError, r"label_smoothing.*'0.1'"),
+    ("smoothing None", "softmax_loss", (S, Y), {"label_smoothing": None}, TypeError, r"label_smoothing.*None"),
+    (
+        "z_loss negative",
+        "softmax_loss",
+        (S, Y),
+        {"z_loss": -1e-4},
+        ValueError,
+        r"z_loss must be finite and >= 0.*-0.0001",
+    ),
+    ("z_loss inf", "softmax_loss", (S, Y), {"z_loss": np.inf}, ValueError, r"z_loss must be finite.*inf"),
+    ("z_loss NaN", "softmax_loss", (S, Y), {"z_loss": np.nan}, ValueError, r"z_loss must be finite.*nan"),
+    ("z_loss bool", "softmax_loss", (S, Y), {"z_loss": True}, TypeError, r"z_loss must be a real number.*True"),
+    ("softcap 0", "softmax_loss", (S, Y), {"softcap": 0}, ValueError, r"softcap must be a finite number > 0.*got 0.0"),
+    ("softcap negative", "softmax_loss", (S, Y), {"softcap": -2.0}, ValueError, r"softcap.*> 0.*-2.0"),
+    ("softcap inf", "softmax_loss", (S, Y), {"softcap": np.inf}, ValueError, r"softcap.*> 0.*inf"),
+    ("softcap NaN", "softmax_loss", (S, Y), {"softcap": np.nan}, ValueError, r"softcap.*> 0.*nan"),
+    (
+        "ignore_index float",
+        "softmax_loss",
+        (S, Y),
+        {"ignore_index": -100.0},
+        TypeError,
+        r"ignore_index.*integer.*-100.0",
+    ),
+    ("ignore_index bool", "softmax_loss", (S, Y), {"ignore_index": True}, TypeError, r"ignore_index.*integer.*True"),
+    ("ignore_index string", "softmax_loss", (S, Y), {"ignore_index": "-100"}, TypeError, r"ignore_index.*'-100'"),
+    ("ignore_index array", "softmax_loss", (S, Y), {"ignore_index": [-100]}, TypeError, r"ignore_index.*\[-100\]"),
+    ("y other than ignore_index", "softmax_loss", (S, [0, -1, 1]), {"ignore_index": -100}, ValueError, r"y\[1\] = -1"),
+    (
+        "soft targets wrong C",
+        "softmax_loss",
+        (S, np.ones((3, 3))),
+        {},
+        ValueError,
+        r"soft targets of shape \(3, 3\).*\(3, 4\)",
+    ),
+    ("soft targets wrong N", "softmax_loss", (S, np.ones((2, 4))), {}, ValueError, r"soft targets of shape \(2, 4\)"),
+    ("soft targets 3-D", "softmax_loss", (S, np.ones((1, 3, 4))), {}, TypeError, r"y must hold integer.*\(1, 3, 4\)"),
+    ("soft targets negative", "softmax_loss", (S, -np.eye(3, 4)), {}, ValueError, r"y\[0, 0\] = -1.0 is negative"),
+    (
+        "soft targets NaN",
+        "softmax_loss",
+        (S, nan_at(np.ones((3, 4)), (2, 3))),
+        {},
+        ValueError,
+        r"y holds nan.*\(2, 3\)",
+    ),
+    (
+        "soft targets inf",
+        "softmax_loss",
+        (S, np.full((3, 4), np.inf)),
+        {},
+        ValueError,
+        r"y holds inf at index \(0, 0\)",
+    ),
+    (
+        "soft targets with ignore_index",
+        "softmax_loss",
+        (S, np.ones((3, 4))),
+        {"ignore_index": -100},
+        ValueError,
+        r"ignore_index=-100 applies to integer labels only",
+    ),
 ]
 
 
@@ -159,6 +242,11 @@ def layouts(a: np.ndarray) -> dict[str, np.ndarray]:
     return {"contiguous": a.copy(), "strided": strided, "transposed": transposed, "fortran": np.asfortranarray(a)}
 
 
+WEIGHT = np.array([0.5, 2.0, 1.0, 3.0])
+SOFT = np.random.default_rng(3).random((3, 4))
+SMOOTH_Z_CAP = {"label_smoothing": 0.1, "z_loss": 0.01, "softcap": 2.0}
+
+
 def calls(layout: str):
     """Every public function with every array argument in ``layout``, labels included."""
     scores, W_, X_ = layouts(S)[layout], layouts(W)[layout], layouts(X)[layout]
@@ -169,13 +257,15 @@ def calls(layout: str):
         ("softmax_jacobian", (layouts(S[0])[layout],), {}),
         ("softmax_loss", (scores, y), {}),
         ("softmax_loss", (scores, y), {"reduction": "sum"}),
+        ("softmax_loss", (scores, y), {"weight": layouts(WEIGHT)[layout], "ignore_index": 1, **SMOOTH_Z_CAP}),
+        ("softmax_loss", (scores, layouts(SOFT)[layout]), {"weight": layouts(WEIGHT)[layout], **SMOOTH_Z_CAP}),
         ("linear_loss", (W_, X_, y), {"reg": 0.3}),
         ("two_layer_loss", (params, X_, y), {"reg": 0.3}),
     ]
 
 
-def arrays_in(args) -> list[np.ndarray]:
-    found = []
+def arrays_in(args, kwargs) -> list[np.ndarray]:
+    found = [value for value in kwargs.values() if isinstance(value, np.ndarray)]  # class weights
     for arg in args:
         found += list(arg.values()) if isinstance(arg, dict) else [arg]
     return found
@@ -193,7 +283,7 @@ def results_in(result) -> list[np.ndarray]:
 def test_inputs_are_left_byte_identical_and_no_result_is_a_view(implementation, layout):
     module = IMPLEMENTATIONS[implementation]
     for function, args, kwargs in calls(layout):
-        inputs = arrays_in(args)
+        inputs = arrays_in(args, kwargs)
         before = [(a.tobytes(), a.strides) for a in inputs]
         for a in inputs:
             a.flags.writeable = False  # a write into an argument now raises at once

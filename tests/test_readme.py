@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -22,8 +24,22 @@ def test_readme_shows_the_commands_ci_runs():
         assert f"\n{command}\n" in readme, f"README.md lacks the CI command: {command}"
 
 
-def test_the_calling_example_runs():
+def first_python_block(section: str) -> str:
     readme = (ROOT / "README.md").read_text()
-    start = readme.index("## Calling a variant")
+    start = readme.index(f"## {section}\n")
     block = readme[readme.index("```python\n", start) + len("```python\n") :]
-    exec(block[: block.index("```")], {})
+    return block[: block.index("```")]
+
+
+def test_the_calling_example_runs():
+    exec(first_python_block("Calling a variant"), {})
+
+
+def test_the_loss_options_example_runs_and_can_fail():
+    block = first_python_block("Loss options")
+    exec(block, {})
+    # Its last assertion is the soft-target gradient; with p - t in its place it must fail.
+    wrong = block.replace("soft.sum(axis=1, keepdims=True) * p - soft", "p - soft")
+    assert wrong != block
+    with pytest.raises(AssertionError):
+        exec(wrong, {})

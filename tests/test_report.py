@@ -90,3 +90,12 @@ def test_without_matplotlib_the_table_still_comes_and_the_plot_is_skipped(tmp_pa
     assert "speedup vs" in markdown and (tmp_path / "out" / "report.md").is_file()
     assert not (tmp_path / "out" / "softmax_loss.png").exists()
     assert message.startswith("plot skipped: matplotlib is not installed")
+
+
+def test_bench_prints_a_short_float64_summary_and_leaves_the_rest_to_the_report(tmp_path):
+    from softmax_grad.cli import terminal_summary
+
+    text = terminal_summary(fake_json(tmp_path))
+    assert text.startswith("numpy, float64, median per call:") and "jax, float64, median per call:" in text
+    assert "softmax_loss 4096x1000" in text and "###" not in text  # no per-workload tables
+    assert len(text.splitlines()) < len(table(load(fake_json(tmp_path))).splitlines())
