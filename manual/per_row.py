@@ -254,7 +254,7 @@ def linear_cross_entropy(
     options: LossOptions = TEXTBOOK,
     chunk_size: int | None = None,
 ) -> tuple[float, dict[str, np.ndarray]]:
-    """Linear cross-entropy (eq. 25), one Python loop over rows: the row-blocked form (29) with blocks of one row.
+    """Linear cross-entropy (eq. 25), one Python loop over rows: the row-blocked form of eq. (29), one row a block.
 
     Row ``i`` forms its own logits ``s_i = X[i] W + b`` (V,), its loss and
     ``dS[i]`` by eqs. (19)-(24) with the batch's ``r_i``, ``u_i`` (eq. 20's
