@@ -401,7 +401,10 @@ def linear_cross_entropy_core(
     def lse_step(k: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         return _lse_update(carry, _capped(_chunk_logits(X, W, bias, k * width, width), softcap))
 
-    m, s = jax.lax.fori_loop(0, full, lse_step, (jnp.full(N, -jnp.inf, dtype), jnp.zeros(N, dtype)))
+    # Carries start from full_like(X, ...), so that inside shard_map they vary over the batch axis as X does.
+    m, s = jax.lax.fori_loop(
+        0, full, lse_step, (jax.lax.full_like(X, -jnp.inf, shape=(N,)), jax.lax.full_like(X, 0, shape=(N,)))
+    )
     if tail:
         m, s = _lse_update((m, s), _capped(_chunk_logits(X, W, bias, tail_start, tail), softcap))
     lse = m + jnp.log(s)
@@ -416,7 +419,7 @@ def linear_cross_entropy_core(
         db = jax.lax.dynamic_update_slice_in_dim(db, ones @ dS, k0, axis=0)  # eq. (27): 1^T dS^(k)
         return dX, dW, db, row_loss + chunk_loss
 
-    start = (jnp.zeros_like(X), jnp.zeros_like(W), jnp.zeros(V, dtype), jnp.zeros(N, dtype))
+    start = tuple(jax.lax.full_like(X, 0, shape=shape) for shape in (X.shape, W.shape, (V,), (N,)))
     carry = jax.lax.fori_loop(0, full, lambda k, c: spend(k * width, width, c), start)
     if tail:
         carry = spend(tail_start, tail, carry)
@@ -507,7 +510,7 @@ def _check_on_device(
     if y.shape != (N,):
         raise ValueError(f"y has shape {y.shape}, expected (N,) = ({N},) from X")
     exempt = 0 if ignore is None else ignore  # no out-of-range label equals 0: without ignore_index none is exempt
-    found = np.asarray(_first_bad_entries(X, W, y, bias, weight, jnp.asarray(exempt)))
+    found = np.asarray(_first_bad_entries(X, W, y, bias, weight, jnp.asarray(exempt)))  # six integers cross
     for name, a, index in (
         ("X", X, found[0]),
         ("W", W, found[1]),
