@@ -364,13 +364,22 @@ def _chunk_gradient(
     dZ = np.exp(log_p, out=log_p)  # p, then dZ, in place
     dZ *= coef[:, None]  # eq. (24), the p_i term
     if e:
-        dZ -= np.outer(r * (e / rows.V), np.ones(k1 - k0, S.dtype) if w is None else w[k0:k1])
+        _subtract_outer(dZ, r * (e / rows.V), None if w is None else w[k0:k1])  # eq. (24), the smoothing row
     dZ[hit, cols] -= r[hit] * (1 - e) * rows.w_y[hit]  # eq. (24), the label term: one scatter-subtract
     if tanh_S is not None:
         np.square(tanh_S, out=tanh_S)
         np.subtract(1, tanh_S, out=tanh_S)
         dZ *= tanh_S  # eq. (17)'s chain factor, 1 - tanh^2
     return dZ
+
+
+def _subtract_outer(dZ: np.ndarray, g: np.ndarray, w: np.ndarray | None, rows: int = 256) -> None:
+    """``dZ -= outer(g, w)`` in place (``w`` None: all ones), a slab of rows at a time: no (N x chunk) temporary."""
+    if w is None:
+        dZ -= g[:, None]
+        return
+    for i in range(0, dZ.shape[0], rows):
+        dZ[i : i + rows] -= np.outer(g[i : i + rows], w)
 
 
 @linear_cross_entropy_entry
