@@ -93,7 +93,7 @@ def working_memory(call) -> int:
 
 
 def shapes(config) -> list[tuple[int, int, int]]:
-    if config.getoption("benchmark_disable"):
+    if config.getoption("benchmark_disable") and not config.getoption("benchmark_enable"):
         return [LINEAR_CE_SMOKE]
     return LINEAR_CE[config.getoption("--bench-size")]
 

@@ -155,7 +155,7 @@ def softmax_loss_options_core(
         q = w * ((1 - e) * Y + e / C)  # eq. (18), integer labels
         denominator = jnp.sum(kept * w[labels])
     if reduction == "mean":
-        r = kept / jnp.where(denominator > 0, denominator, 1)  # eq. (20)
+        r = jnp.where(denominator > 0, kept / jnp.where(denominator > 0, denominator, 1), 0)  # eq. (20); 0 if D_n = 0
         u = kept / jnp.maximum(jnp.sum(kept), 1)  # eq. (21)
     else:
         r = u = kept

@@ -115,6 +115,17 @@ def test_every_row_ignored_gives_nan_mean_and_zero_gradient():
         assert loss == 0 and all(not g.any() for g in grads.values()), name
 
 
+@pytest.mark.parametrize("chunk", [4, None], ids=["chunked", "dense"])
+def test_kept_rows_all_of_weight_zero_give_nan_mean_and_zero_gradient(chunk):
+    # D_n = 0 in eq. (20): the loss is NaN and r_i = 0, even though smoothing spreads weight over other classes.
+    weight = np.ones(V)
+    weight[Y] = 0.0
+    for name, module in VARIANTS.items():
+        loss, grads = module.linear_cross_entropy(X, W, Y, weight=weight, label_smoothing=0.2, chunk_size=chunk)
+        assert np.isnan(loss), name
+        assert all(not g.any() for g in grads.values()), f"{name}: {[np.abs(g).max() for g in grads.values()]}"
+
+
 # ------------------------------------------------------------- vocabulary scale, float32
 def large_case(options: dict, chunk: int | None) -> Case:
     rng = np.random.default_rng(5)

@@ -27,3 +27,10 @@ def test_the_calling_example_runs():
     start = readme.index("## Calling a variant")
     block = readme[readme.index("```python\n", start) + len("```python\n") :]
     exec(block[: block.index("```")], {})
+
+
+def test_the_linear_cross_entropy_example_runs():
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Linear cross-entropy at vocabulary scale")
+    block = readme[readme.index("```python\n", start) + len("```python\n") :]
+    exec(block[: block.index("```")], {})
