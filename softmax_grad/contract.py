@@ -257,7 +257,12 @@ def fresh(result: Any, dtype: np.dtype, *inputs: Any) -> np.ndarray:
 
 def check_finite_result(loss: Any, gradient: np.ndarray, what: str) -> None:
     """Raise when finite inputs gave a non-finite loss or gradient: ``what`` overflowed on the way."""
-    if not (np.isfinite(loss) and _surely_finite(gradient.reshape(1, -1))):
+    # A 2-D view, Fortran order turned into C order by the transpose: no copy, and the ones vector of
+    # _surely_finite is one row long, not as long as the whole gradient.
+    rows = (
+        gradient.T if gradient.ndim == 2 and gradient.flags.f_contiguous else gradient.reshape(-1, gradient.shape[-1])
+    )
+    if not (np.isfinite(loss) and _surely_finite(rows)):
         raise ValueError(
             f"the inputs are finite but {what} overflows in floating point (the loss came out {float(loss)}); "
             "rescale the inputs"
