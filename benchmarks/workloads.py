@@ -106,3 +106,18 @@ def inputs(function: str, shape: tuple[int, ...], dtype: type, seed: int = 0) ->
         "b2": np.zeros(C, dtype),
     }
     return (params, rng.standard_normal((N, D)).astype(dtype), y), {"reg": 1e-3}
+
+
+# Linear cross-entropy (derivation section 8), (N, D, V) in float32: a language model's last layer.
+# Plain pytest smoke-runs each contender once at LINEAR_CE_SMOKE; timing runs use the sizes below.
+LINEAR_CE = {"full": [(2048, 512, 32768), (2048, 512, 131072)], "quick": [(2048, 512, 32768)]}
+LINEAR_CE_SMOKE = (64, 16, 1000)
+
+
+def linear_ce_inputs(shape: tuple[int, int, int], dtype: type = np.float32, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Hidden states X (N, D) of unit variance, a classifier W (D, V) scaled by 1/sqrt(D), labels y (N,)."""
+    N, D, V = shape
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, D), dtype=np.float32).astype(dtype)
+    W = (rng.standard_normal((D, V), dtype=np.float32) / np.sqrt(D)).astype(dtype)
+    return X, W, rng.integers(0, V, N)

@@ -1,9 +1,10 @@
 """Hand-derived gradients of the softmax classifier loss, one module per variant.
 
-``VARIANTS`` maps a name to a module; every module exposes the same five
+``VARIANTS`` maps a name to a module; every module exposes the same six
 functions with the same signatures (``softmax``, ``softmax_jacobian``,
-``softmax_loss``, ``linear_loss``, ``two_layer_loss``), so tests, benchmarks and
-the ``softmax-grad`` command take any of them. Add a variant here and it is
+``softmax_loss``, ``linear_loss``, ``two_layer_loss``,
+``linear_cross_entropy``), so tests, benchmarks and the ``softmax-grad``
+command take any of them. Add a variant here and it is
 tested and timed with no other edit.
 
 >>> import manual

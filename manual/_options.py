@@ -49,3 +49,28 @@ def row_scales(y: np.ndarray, options: LossOptions, reduction: str, dtype: np.dt
     ce = kept / total if total > 0 else np.zeros(N)
     z = kept / count if count > 0 else np.zeros(N)
     return RowScales(ce.astype(dtype), z.astype(dtype), labels, total == 0)
+
+
+# An (N x chunk) block of about 4M logits (16 MiB in float32): small beside the (N x V) logits at
+# vocabulary scale, large enough that each chunk's matrix products run at full speed.
+CHUNK_ELEMENTS = 1 << 22
+
+
+def class_chunk_width(N: int, V: int, chunk_size: int | None) -> int:
+    """Classes per chunk for eqs. (26)-(27): ``chunk_size``, or by default a multiple of 128 near 4M / N.
+
+    At most V: a chunk as wide as the classes is the dense computation (25).
+
+    >>> class_chunk_width(2048, 32768, None), class_chunk_width(8, 10, None), class_chunk_width(8, 10, 7)
+    (2048, 10, 7)
+    """
+    if chunk_size is None:
+        chunk_size = max(128, CHUNK_ELEMENTS // N // 128 * 128)
+    return min(chunk_size, V)
+
+
+def label_weights(labels: np.ndarray, options: LossOptions, C: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``w_{y_i}`` and ``a_i = (1-e) w_{y_i} + (e/C) sum_j w_j`` of eq. (18), integer labels, as (N,) arrays."""
+    e, w = options.label_smoothing, options.weight
+    w_y = np.ones(labels.shape[0], dtype) if w is None else w[labels]
+    return w_y, (1 - e) * w_y + (e / C) * float(C if w is None else w.sum(dtype=np.float64))

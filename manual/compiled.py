@@ -21,10 +21,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from manual._on_device import check_on_device, is_device_call
+from manual._options import class_chunk_width
 from softmax_grad.contract import (
     TEXTBOOK,
     LossOptions,
+    check_chunk_size,
+    check_flag,
+    check_linear_layout,
+    check_options,
+    check_reduction,
     jacobian_entry,
+    linear_cross_entropy_entry,
     linear_loss_entry,
     softmax_entry,
     softmax_loss_entry,
@@ -32,6 +40,8 @@ from softmax_grad.contract import (
 )
 
 __all__ = [
+    "linear_cross_entropy",
+    "linear_cross_entropy_core",
     "linear_loss",
     "row_max_and_sum",
     "softmax",
@@ -147,7 +157,7 @@ def softmax_loss_options_core(
         q = w * ((1 - e) * Y + e / C)  # eq. (18), integer labels
         denominator = jnp.sum(kept * w[labels])
     if reduction == "mean":
-        r = kept / jnp.where(denominator > 0, denominator, 1)  # eq. (20)
+        r = jnp.where(denominator > 0, kept / jnp.where(denominator > 0, denominator, 1), 0)  # eq. (20); 0 if D_n = 0
         u = kept / jnp.maximum(jnp.sum(kept), 1)  # eq. (21)
     else:
         r = u = kept
@@ -227,7 +237,7 @@ def softmax_jacobian(x: np.ndarray) -> np.ndarray:
 
 
 @softmax_loss_entry
-def softmax_loss(
+def _softmax_loss_on_host(
     scores: np.ndarray,
     y: np.ndarray,
     *,
@@ -235,19 +245,7 @@ def softmax_loss(
     options: LossOptions = TEXTBOOK,
     stable: bool = True,
 ) -> tuple[float, np.ndarray]:
-    """Softmax cross-entropy loss and ``dS = (P - Y) / N`` (eqs. 4, 6), compiled by XLA.
-
-    ``reduction="sum"`` drops the ``1/N``; ``stable=False`` is the post's literal
-    formula, which breaks down past a score of about 708.4 in float64 (87.3 in
-    float32): XLA flushes the then subnormal ``1/sum`` to zero. With options
-    (weights, ignore_index, smoothing, soft targets, z-loss, soft-capping),
-    eqs. (17)-(24).
-
-    >>> from manual import compiled
-    >>> loss, dS = compiled.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
-    >>> round(loss, 6), dS.tolist()
-    (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
-    """
+    """NumPy in, NumPy out: the cores in the scores' dtype (eqs. 4, 6; with options, 17-24)."""
     if options.plain and y.ndim == 1:
         return _on_host(scores.dtype, softmax_loss_core, scores, y, reduction=reduction, stable=stable)
     dtype = scores.dtype
@@ -264,6 +262,87 @@ def softmax_loss(
         reduction=reduction,
         stable=stable,
     )
+
+
+def softmax_loss(
+    scores: Any,
+    y: Any,
+    *,
+    reduction: str = "mean",
+    weight: Any = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    stable: bool = True,
+) -> tuple[Any, Any]:
+    """Softmax cross-entropy loss and ``dS = (P - Y) / N`` (eqs. 4, 6), compiled by XLA; NumPy or device arrays.
+
+    ``reduction="sum"`` drops the ``1/N``; ``stable=False`` is the post's literal
+    formula, which breaks down past a score of about 708.4 in float64 (87.3 in
+    float32): XLA flushes the then subnormal ``1/sum`` to zero. With options
+    (weights, ignore_index, smoothing, soft targets, z-loss, soft-capping),
+    eqs. (17)-(24).
+
+    NumPy in, NumPy out (a Python float loss). If ``scores``, ``y`` or ``weight``
+    is a ``jax.Array``, everything stays on the device: the checks run there
+    (``manual._on_device``) and the results are ``jax.Array``, the loss 0-d.
+
+    >>> from manual import compiled
+    >>> loss, dS = compiled.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
+    >>> round(loss, 6), dS.tolist()
+    (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
+    >>> import jax, jax.numpy as jnp
+    >>> loss, dS = compiled.softmax_loss(jnp.zeros((2, 2)), jnp.array([0, 1]))
+    >>> isinstance(dS, jax.Array), loss.shape, round(float(loss), 6)
+    (True, (), 0.693147)
+    """
+    options = {
+        "weight": weight,
+        "ignore_index": ignore_index,
+        "label_smoothing": label_smoothing,
+        "z_loss": z_loss,
+        "softcap": softcap,
+    }
+    if not is_device_call(scores, y, weight):
+        return _softmax_loss_on_host(scores, y, reduction=reduction, stable=stable, **options)
+    return _softmax_loss_on_device(scores, y, reduction, stable, **options)
+
+
+def _softmax_loss_on_device(
+    scores: Any, y: Any, reduction: str, stable: bool, *, weight: Any, **options: Any
+) -> tuple[jax.Array, jax.Array]:
+    """``softmax_loss`` for device arrays: the contract checked on device, the cores run where the data is."""
+    S, y = jnp.asarray(scores), jnp.asarray(y)
+    weight = None if weight is None else jnp.asarray(weight)
+    if S.ndim != 2:
+        raise ValueError(f"scores must be 2-D with shape (N, C), got {S.ndim}-D array of shape {S.shape}")
+    if 0 in S.shape:
+        raise ValueError(f"scores must not be empty: {'NC'[S.shape.index(0)]} = 0 in shape {S.shape}")
+    N, C = S.shape
+    expected = (N, C) if jnp.issubdtype(y.dtype, jnp.floating) else (N,)
+    if y.shape != expected:
+        raise ValueError(f"y has shape {y.shape}, expected {expected} from the scores' shape {S.shape}")
+    reduction, stable = check_reduction(reduction), check_flag(stable, "stable")
+    checked = check_options(C, **options)
+    if y.ndim == 2 and checked.ignore_index is not None:
+        raise ValueError(f"ignore_index={checked.ignore_index} applies to integer labels only; y holds soft targets")
+    check_on_device({"scores": S}, y, weight, checked.ignore_index, C)
+    dtype = np.dtype(np.float32 if S.dtype == jnp.float32 else np.float64)
+    with jax.enable_x64(dtype == np.float64):
+        S = S.astype(dtype)
+        y = y.astype(dtype) if y.ndim == 2 else y
+        if checked.plain and weight is None and y.ndim == 1:
+            return softmax_loss_core(S, y, reduction=reduction, stable=stable)
+        return softmax_loss_options_core(
+            S,
+            y,
+            None if weight is None else weight.astype(dtype),
+            *_scalar_options(checked, dtype),
+            ignore_index=checked.ignore_index,
+            reduction=reduction,
+            stable=stable,
+        )
 
 
 @linear_loss_entry
@@ -298,3 +377,254 @@ def two_layer_loss(
     (0.513262, [-0.268941, 0.268941])
     """
     return _on_host(X.dtype, two_layer_loss_core, params, X, y, reg)
+
+
+# ----------------------------------------------------------- linear cross-entropy, classes chunked
+def _row_factors(
+    y: jax.Array, w: jax.Array, e: jax.Array, V: int, ignore_index: int | None, reduction: str, dtype: Any
+) -> tuple[jax.Array, ...]:
+    """Eqs. (18), (20), (21) per row, from the labels alone: labels, ``w_y``, ``a``, ``r``, ``u``, ``D_n > 0``.
+
+    ``D_n`` and ``K`` are sums over the whole batch, so every chunk (and, with
+    the batch sharded, every device) uses the global ``r_i`` and ``u_i``.
+    """
+    kept = jnp.ones(y.shape[0], dtype) if ignore_index is None else (y != ignore_index).astype(dtype)
+    labels = jnp.where(kept > 0, y, 0)
+    w_y = w[labels]
+    a = (1 - e) * w_y + (e / V) * jnp.sum(w)  # eq. (18)
+    denominator = jnp.sum(kept * w_y)  # eq. (20)
+    defined = denominator > 0
+    if reduction == "sum":
+        return labels, w_y, a, kept, kept, defined
+    r = jnp.where(defined, kept / jnp.where(defined, denominator, 1), 0)  # eq. (20); 0 when D_n = 0
+    return labels, w_y, a, r, kept / jnp.maximum(jnp.sum(kept), 1), defined  # eq. (21)
+
+
+def _chunk_logits(X: jax.Array, W: jax.Array, bias: jax.Array | None, k0: Any, width: int) -> jax.Array:
+    """``S^(k) = X W^(k) + 1 b^(k)T`` (eq. 27) for the ``width`` classes from ``k0`` (traced or static)."""
+    S = X @ jax.lax.dynamic_slice_in_dim(W, k0, width, axis=1)
+    return S if bias is None else S + jax.lax.dynamic_slice_in_dim(bias, k0, width)
+
+
+def _capped(S: jax.Array, softcap: jax.Array | None) -> jax.Array:
+    return S if softcap is None else softcap * jnp.tanh(S / softcap)  # eq. (17)
+
+
+def _lse_update(carry: tuple[jax.Array, jax.Array], Z: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Eq. (26): fold one chunk of logits into the running max ``m`` and sum ``s``."""
+    m, s = carry
+    m_new = jnp.maximum(m, jnp.max(Z, axis=1))
+    return m_new, s * jnp.exp(m - m_new) + jnp.sum(jnp.exp(Z - m_new[:, None]), axis=1)
+
+
+def _chunk_gradient(
+    S: jax.Array, k0: Any, lse: jax.Array, z_coef: jax.Array, rows: tuple[jax.Array, ...], w_k: jax.Array,
+    e: Any, V: int, softcap: jax.Array | None,
+) -> tuple[jax.Array, jax.Array]:  # fmt: skip
+    """Chunk ``k``'s ``dS^(k)`` by eq. (24) with the final ``lse``, and its share of the row losses (eq. 19)."""
+    labels, w_y, a, r, _, _ = rows
+    Z = _capped(S, softcap)
+    log_p = Z - lse[:, None]  # -log p_ij = lse_i - Z_ij >= 0: the loss subtracts nothing large
+    Y = labels[:, None] == k0 + jnp.arange(S.shape[1])  # the label's column, if in this chunk; never stored
+    row_loss = -(1 - e) * w_y * jnp.sum(jnp.where(Y, log_p, 0), axis=1) - (e / V) * (log_p @ w_k)  # eq. (19)
+    P = jnp.exp(log_p)
+    dZ = (r * a)[:, None] * P - (r * (e / V))[:, None] * w_k - (r * (1 - e) * w_y)[:, None] * Y  # eq. (24)
+    dZ = dZ + z_coef[:, None] * P  # the z-loss term added apart from r a, so that it keeps its digits
+    if softcap is not None:
+        dZ = dZ * (1 - jnp.square(Z / softcap))  # eq. (17)'s chain factor, 1 - tanh^2
+    return dZ, row_loss
+
+
+@functools.partial(jax.jit, static_argnames=("ignore_index", "reduction", "chunk_size"))
+def linear_cross_entropy_core(
+    X: jax.Array,
+    W: jax.Array,
+    y: jax.Array,
+    bias: jax.Array | None,
+    weight: jax.Array | None,
+    label_smoothing: jax.Array,
+    z_loss: jax.Array,
+    softcap: jax.Array | None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    chunk_size: int | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Loss, ``dX``, ``dW``, ``db`` of eqs. (25)-(27): two ``fori_loop`` passes over class chunks.
+
+    Pass 1 carries ``(m, s)`` through eq. (26); pass 2 recomputes each chunk,
+    adds ``dS^(k) W^(k)T`` into ``dX`` and writes ``X^T dS^(k)``, ``1^T dS^(k)``
+    into their columns of ``dW``, ``db`` (``dynamic_update_slice``, in place).
+    Classes left over when ``chunk_size`` does not divide V form one narrower
+    chunk outside the loops. One chunk as wide as V is the dense form (25).
+    """
+    N, V = X.shape[0], W.shape[1]
+    dtype = X.dtype
+    width = class_chunk_width(N, V, chunk_size)
+    e, z = label_smoothing, z_loss
+    w = jnp.ones(V, dtype) if weight is None else weight
+    ones = jnp.ones(N, dtype)
+    if width == V:  # the dense computation (25): three products, no recomputation
+        S = X @ W if bias is None else X @ W + bias
+        loss, dS = softmax_loss_options_core(S, y, weight, e, z, softcap, ignore_index, reduction)
+        return loss, dS @ W.T, X.T @ dS, ones @ dS
+    rows = _row_factors(y, w, e, V, ignore_index, reduction, dtype)
+    full, tail = divmod(V, width)
+    tail_start = full * width
+
+    def lse_step(k: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        return _lse_update(carry, _capped(_chunk_logits(X, W, bias, k * width, width), softcap))
+
+    # Carries start from full_like(X, ...), so that inside shard_map they vary over the batch axis as X does.
+    m, s = jax.lax.fori_loop(
+        0, full, lse_step, (jax.lax.full_like(X, -jnp.inf, shape=(N,)), jax.lax.full_like(X, 0, shape=(N,)))
+    )
+    if tail:
+        m, s = _lse_update((m, s), _capped(_chunk_logits(X, W, bias, tail_start, tail), softcap))
+    lse = m + jnp.log(s)
+    z_coef = 2 * z * rows[4] * lse  # eq. (24): the z-loss term's coefficient of p_i
+
+    def spend(k0: Any, size: int, carry: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
+        dX, dW, db, row_loss = carry
+        w_k = jax.lax.dynamic_slice_in_dim(w, k0, size)
+        dS, chunk_loss = _chunk_gradient(_chunk_logits(X, W, bias, k0, size), k0, lse, z_coef, rows, w_k, e, V, softcap)
+        dX = dX + dS @ jax.lax.dynamic_slice_in_dim(W, k0, size, axis=1).T  # eq. (27): a sum over chunks
+        dW = jax.lax.dynamic_update_slice_in_dim(dW, X.T @ dS, k0, axis=1)  # eq. (27): written once
+        db = jax.lax.dynamic_update_slice_in_dim(db, ones @ dS, k0, axis=0)  # eq. (27): 1^T dS^(k)
+        return dX, dW, db, row_loss + chunk_loss
+
+    start = tuple(jax.lax.full_like(X, 0, shape=shape) for shape in (X.shape, W.shape, (V,), (N,)))
+    carry = jax.lax.fori_loop(0, full, lambda k, c: spend(k * width, width, c), start)
+    if tail:
+        carry = spend(tail_start, tail, carry)
+    dX, dW, db, row_loss = carry
+    r, u = rows[3], rows[4]
+    loss = jnp.sum(r * row_loss) + jnp.where(z > 0, z * jnp.sum(u * lse * lse), 0.0)  # eqs. (20), (21)
+    if reduction == "mean":
+        loss = jnp.where(rows[5], loss, jnp.nan)  # eq. (20): a mean over no weight is NaN
+    return loss, dX, dW, db
+
+
+def _scalar_options(options: LossOptions, dtype: Any) -> tuple[Any, Any, Any]:
+    smoothing, z = np.asarray(options.label_smoothing, dtype), np.asarray(options.z_loss, dtype)
+    return smoothing, z, None if options.softcap is None else np.asarray(options.softcap, dtype)
+
+
+@linear_cross_entropy_entry
+def _linear_cross_entropy_on_host(
+    X: np.ndarray,
+    W: np.ndarray,
+    y: np.ndarray,
+    *,
+    bias: np.ndarray | None = None,
+    reduction: str = "mean",
+    options: LossOptions = TEXTBOOK,
+    chunk_size: int | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """NumPy in, NumPy out: ``linear_cross_entropy_core`` in the inputs' dtype (eqs. 25-27)."""
+    loss, dX, dW, db = _on_host(
+        X.dtype,
+        linear_cross_entropy_core,
+        X,
+        W,
+        y,
+        bias,
+        options.weight,
+        *_scalar_options(options, X.dtype),
+        ignore_index=options.ignore_index,
+        reduction=reduction,
+        chunk_size=chunk_size,
+    )
+    return loss, {"X": dX, "W": dW} | ({} if bias is None else {"b": db})
+
+
+def _check_on_device(
+    X: jax.Array, W: jax.Array, y: jax.Array, bias: jax.Array | None, weight: jax.Array | None, ignore: int | None
+) -> None:
+    """The contract's checks for device arrays, without copying them to the host (``manual._on_device``).
+
+    Shapes, dimensions and dtypes are read from the arrays' metadata; finiteness,
+    label range and weight signs are reduced on device to a few indices, the only
+    numbers (with the one offending entry, for the message) that cross to the host.
+    """
+    N, _, V = check_linear_layout(X.shape, W.shape, None if bias is None else bias.shape)
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"y must hold integer class labels (N,), got dtype {y.dtype} and shape {y.shape}")
+    if y.shape != (N,):
+        raise ValueError(f"y has shape {y.shape}, expected (N,) = ({N},) from X")
+    check_on_device({"X": X, "W": W, "bias": bias}, y, weight, ignore, V)
+
+
+def linear_cross_entropy(
+    X: Any,
+    W: Any,
+    y: Any,
+    *,
+    bias: Any = None,
+    reduction: str = "mean",
+    weight: Any = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Linear cross-entropy (eq. 25), chunked over classes by eqs. (26)-(27), compiled; NumPy or device arrays.
+
+    The same two passes as ``manual.vectorized.linear_cross_entropy``, as two
+    ``jax.lax.fori_loop`` over (N x chunk) blocks of logits: never an (N, V)
+    array unless one chunk covers V (``chunk_size`` counts classes; default
+    about 4M logits per block). Options: eqs. (17)-(24).
+
+    NumPy in, NumPy out (a Python float loss). If any array argument is a
+    ``jax.Array`` (possibly sharded over the batch on a device mesh), the
+    inputs stay on their devices and the results are ``jax.Array``: a 0-d
+    loss and gradients laid out as XLA chooses (``dX`` sharded like ``X``).
+    Checks on device arrays read only their metadata and six device-side
+    reductions (finite values, label range, weight signs); an overflow of the
+    logits is not checked there.
+
+    >>> import numpy as np
+    >>> from manual import compiled
+    >>> loss, grads = compiled.linear_cross_entropy(np.ones((2, 1)), np.zeros((1, 3)), [0, 2], chunk_size=2)
+    >>> round(loss, 6), grads["W"].round(6).tolist()
+    (1.098612, [[-0.166667, 0.333333, -0.166667]])
+    """
+    if not any(isinstance(a, jax.Array) for a in (X, W, y, bias, weight)):
+        return _linear_cross_entropy_on_host(
+            X,
+            W,
+            y,
+            bias=bias,
+            reduction=reduction,
+            weight=weight,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            z_loss=z_loss,
+            softcap=softcap,
+            chunk_size=chunk_size,
+        )
+    floats = [np.dtype(getattr(a, "dtype", None) or np.asarray(a).dtype) for a in (X, W, bias) if a is not None]
+    dtype = np.float32 if all(d == np.float32 for d in floats) else np.float64
+    with jax.enable_x64(dtype == np.float64):  # NumPy arguments beside device ones are moved to the device as they are
+        X, W, y = (a if isinstance(a, jax.Array) else jnp.asarray(a) for a in (X, W, y))
+        bias, weight = (a if a is None or isinstance(a, jax.Array) else jnp.asarray(a) for a in (bias, weight))
+    reduction = check_reduction(reduction)
+    chunk_size = check_chunk_size(chunk_size)
+    options = check_options(
+        W.shape[1], ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
+    )
+    _check_on_device(X, W, y, bias, weight, options.ignore_index)
+    with jax.enable_x64(dtype == np.float64):
+        cast = [None if a is None else a.astype(dtype) for a in (X, W, bias, weight)]
+        loss, dX, dW, db = linear_cross_entropy_core(
+            cast[0],
+            cast[1],
+            y,
+            cast[2],
+            cast[3],
+            *_scalar_options(options, dtype),
+            ignore_index=options.ignore_index,
+            reduction=reduction,
+            chunk_size=chunk_size,
+        )
+    return loss, {"X": dX, "W": dW} | ({} if bias is None else {"b": db})

@@ -18,13 +18,14 @@ from softmax_grad.contract import (
     TEXTBOOK,
     LossOptions,
     jacobian_entry,
+    linear_cross_entropy_entry,
     linear_loss_entry,
     softmax_entry,
     softmax_loss_entry,
     two_layer_loss_entry,
 )
 
-__all__ = ["linear_loss", "softmax", "softmax_jacobian", "softmax_loss", "two_layer_loss"]
+__all__ = ["linear_cross_entropy", "linear_loss", "softmax", "softmax_jacobian", "softmax_loss", "two_layer_loss"]
 
 
 def _softmax_rows(S: np.ndarray) -> np.ndarray:
@@ -275,3 +276,74 @@ def two_layer_loss(
 
     loss = data_loss + l2_penalty(reg, W1, W2)
     return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+
+
+def _logit(X: np.ndarray, W: np.ndarray, bias: np.ndarray | None, i: int, j: int, c: float | None) -> float:
+    """``Z_ij``: ``S_ij = sum_d X_id W_dj + b_j`` (eq. 25) by a loop over d, then the cap of eq. (17)."""
+    S_ij = 0.0 if bias is None else bias[j]
+    for d in range(X.shape[1]):
+        S_ij += X[i, d] * W[d, j]
+    return S_ij if c is None else c * np.tanh(S_ij / c)
+
+
+@linear_cross_entropy_entry
+def linear_cross_entropy(
+    X: np.ndarray,
+    W: np.ndarray,
+    y: np.ndarray,
+    *,
+    bias: np.ndarray | None = None,
+    reduction: str = "mean",
+    options: LossOptions = TEXTBOOK,
+    chunk_size: int | None = None,
+) -> tuple[float, dict[str, np.ndarray]]:
+    """Linear cross-entropy (eq. 25), every logit and every gradient entry by loops over i, j, d.
+
+    The loop over classes is the online log-sum-exp of eq. (26) with chunks of
+    one class: ``m' = max(m, Z_ij)``, ``s' = s exp(m - m') + exp(Z_ij - m')``.
+    A second loop over the classes recomputes each logit and spends its
+    ``dS_ij`` (eq. 24) at once (eq. 27): ``dX[i, d] += dS_ij W[d, j]``,
+    ``dW[d, j] += X[i, d] dS_ij``, ``db[j] += dS_ij``. No row of logits is
+    ever stored; ``chunk_size`` is validated and does not change the tile,
+    which is always one class.
+
+    >>> import numpy as np
+    >>> from manual import per_element
+    >>> loss, grads = per_element.linear_cross_entropy(np.ones((2, 1)), np.zeros((1, 3)), [0, 2])
+    >>> round(loss, 6), grads["X"].tolist()
+    (1.098612, [[0.0], [0.0]])
+    """
+    (N, D), V = X.shape, W.shape[1]
+    e, z, c = options.label_smoothing, options.z_loss, options.softcap
+    w = np.ones(V, X.dtype) if options.weight is None else options.weight
+    r, u, labels, undefined = row_scales(y, options, reduction, X.dtype)
+    dX = np.zeros_like(X)
+    dW = np.zeros_like(W)
+    db = np.zeros(V, X.dtype)
+    loss = 0.0
+    for i in range(N):
+        m, s = -np.inf, 0.0  # eq. (26): running max and running sum of exp(Z_ij - m)
+        for j in range(V):
+            Z_ij = _logit(X, W, bias, i, j, c)
+            m_new = max(m, Z_ij)
+            s = s * np.exp(m - m_new) + np.exp(Z_ij - m_new)  # the old terms rescaled to the new max
+            m = m_new
+        lse = m + np.log(s)
+        a = 0.0
+        for j in range(V):
+            a += _target_entry(y, i, j, labels[i], w, e)  # eq. (18): a_i = sum_j q_ij
+        for j in range(V):
+            Z_ij = _logit(X, W, bias, i, j, c)  # pass 2: the logit again
+            q_ij = _target_entry(y, i, j, labels[i], w, e)
+            p_ij = np.exp(Z_ij - lse)
+            loss += float(r[i] * q_ij * (lse - Z_ij))  # eq. (19): l_i = sum_j q_ij (lse_i - Z_ij)
+            dS_ij = r[i] * (a * p_ij - q_ij) + 2 * z * u[i] * lse * p_ij  # eq. (24)
+            if c is not None:
+                dS_ij *= 1 - (Z_ij / c) ** 2  # eq. (17)'s chain factor, 1 - tanh^2
+            for d in range(D):
+                dX[i, d] += dS_ij * W[d, j]  # eq. (27): dX = sum over chunks of dS^(k) W^(k)T
+                dW[d, j] += X[i, d] * dS_ij  # eq. (27): dW[:, j] = X^T dS[:, j]
+            db[j] += dS_ij  # eq. (27): db[j] = 1^T dS[:, j]
+        loss += float(z * u[i] * lse * lse)  # eq. (21)
+    grads = {"X": dX, "W": dW} | ({} if bias is None else {"b": db})
+    return (float("nan") if undefined else loss), grads

@@ -17,13 +17,14 @@ from softmax_grad.contract import (
     TEXTBOOK,
     LossOptions,
     jacobian_entry,
+    linear_cross_entropy_entry,
     linear_loss_entry,
     softmax_entry,
     softmax_loss_entry,
     two_layer_loss_entry,
 )
 
-__all__ = ["linear_loss", "softmax", "softmax_jacobian", "softmax_loss", "two_layer_loss"]
+__all__ = ["linear_cross_entropy", "linear_loss", "softmax", "softmax_jacobian", "softmax_loss", "two_layer_loss"]
 
 
 def _softmax_rows(S: np.ndarray) -> np.ndarray:
@@ -49,32 +50,46 @@ def _loss_and_dscores(
 ) -> tuple[float, np.ndarray]:
     """Loss and dL/dS one row at a time (eqs. 2, 5, 15; with options, eqs. 17-24).
 
-    Row ``i``: ``dZ[i] = (r_i a_i + 2 z u_i lse_i) p_i - r_i q_i`` (eq. 24); for
+    Row ``i``: ``dZ[i] = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24); for
     the textbook loss that is ``P[i] / N``, then ``1/N`` subtracted at ``y_i``.
     """
     N, C = S.shape
-    e, z, c = options.label_smoothing, options.z_loss, options.softcap
     w = np.ones(C, S.dtype) if options.weight is None else options.weight
     r, u, labels, undefined = row_scales(y, options, reduction, S.dtype)
     dS = np.empty_like(S)
     loss = 0.0  # a Python float: the sum over rows is accumulated in float64
     for i in range(N):
-        Z_i = S[i] if c is None else c * np.tanh(S[i] / c)  # eq. (17)
-        shift = Z_i.max() if stable else 0.0
-        exp_row = np.exp(Z_i - shift)  # eq. (14)
-        total = exp_row.sum()
-        q = _target_row(y, i, None if labels is None else labels[i], w, e)  # eq. (18)
-        a = q.sum()
-        lse = shift + np.log(total)
+        q = _target_row(y, i, None if labels is None else labels[i], w, options.label_smoothing)  # eq. (18)
         if options.plain and not stable:
-            loss += float(-np.log(exp_row[labels[i]] / total)) / (N if reduction == "mean" else 1)  # eq. (2) as written
-        else:
-            loss += float(r[i] * (a * np.log(total) - q @ (Z_i - shift)) + z * u[i] * lse * lse)  # eqs. (19), (21)
-        p = exp_row / total
-        dS[i] = r[i] * (a * p - q) + 2 * z * u[i] * lse * p  # eq. (24), its two terms apart (they may cancel)
-        if c is not None:
-            dS[i] *= 1 - np.square(Z_i / c)  # eq. (17)'s chain factor, 1 - tanh^2
+            exp_row = np.exp(S[i])
+            loss += float(-np.log(exp_row[labels[i]] / exp_row.sum())) / (N if reduction == "mean" else 1)  # eq. (2)
+            dS[i] = r[i] * (exp_row / exp_row.sum() - q)
+            continue
+        row_loss, dS[i] = _row_loss_and_grad(S[i], q, r[i], u[i], options, stable)
+        loss += row_loss
     return (float("nan") if undefined else loss), dS
+
+
+def _row_loss_and_grad(
+    S_i: np.ndarray, q: np.ndarray, r_i: float, u_i: float, options: LossOptions, stable: bool = True
+) -> tuple[float, np.ndarray]:
+    """Row ``i``'s share of the loss, ``r_i l_i + z u_i lse_i^2`` (eqs. 19-21), and its ``dS[i]`` (eq. 24).
+
+    ``dZ[i] = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i``, then the cap's factor (17).
+    """
+    z, c = options.z_loss, options.softcap
+    Z_i = S_i if c is None else c * np.tanh(S_i / c)  # eq. (17)
+    shift = Z_i.max() if stable else 0.0
+    exp_row = np.exp(Z_i - shift)  # eq. (14)
+    total = exp_row.sum()
+    a = q.sum()
+    lse = shift + np.log(total)
+    row_loss = float(r_i * (a * np.log(total) - q @ (Z_i - shift)) + z * u_i * lse * lse)  # eqs. (19), (21)
+    p = exp_row / total
+    dS_i = r_i * (a * p - q) + 2 * z * u_i * lse * p  # eq. (24), its two terms apart (they may cancel)
+    if c is not None:
+        dS_i *= 1 - np.square(Z_i / c)  # eq. (17)'s chain factor, 1 - tanh^2
+    return row_loss, dS_i
 
 
 @softmax_entry
@@ -227,3 +242,48 @@ def two_layer_loss(
 
     loss = data_loss + l2_penalty(reg, W1, W2)
     return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+
+
+@linear_cross_entropy_entry
+def linear_cross_entropy(
+    X: np.ndarray,
+    W: np.ndarray,
+    y: np.ndarray,
+    *,
+    bias: np.ndarray | None = None,
+    reduction: str = "mean",
+    options: LossOptions = TEXTBOOK,
+    chunk_size: int | None = None,
+) -> tuple[float, dict[str, np.ndarray]]:
+    """Linear cross-entropy (eq. 25), one Python loop over rows: the row-blocked form of eq. (29), one row a block.
+
+    Row ``i`` forms its own logits ``s_i = X[i] W + b`` (V,), its loss and
+    ``dS[i]`` by eqs. (19)-(24) with the batch's ``r_i``, ``u_i`` (eq. 20's
+    denominator comes from all the labels, before the loop), and spends them:
+    ``dX[i] = dS[i] W^T``, ``dW += outer(X[i], dS[i])``, ``db += dS[i]``.
+    Only one row of logits exists at a time; ``chunk_size`` is validated and
+    does not change the tile, which is always one row.
+
+    >>> import numpy as np
+    >>> from manual import per_row
+    >>> loss, grads = per_row.linear_cross_entropy(np.ones((2, 1)), np.zeros((1, 3)), [0, 2], bias=np.zeros(3))
+    >>> round(loss, 6), grads["b"].round(6).tolist()
+    (1.098612, [-0.166667, 0.333333, -0.166667])
+    """
+    V = W.shape[1]
+    w = np.ones(V, X.dtype) if options.weight is None else options.weight
+    r, u, labels, undefined = row_scales(y, options, reduction, X.dtype)
+    dX = np.empty_like(X)
+    dW = np.zeros_like(W)
+    db = np.zeros(V, X.dtype)
+    loss = 0.0
+    for i in range(X.shape[0]):
+        s_i = X[i] @ W if bias is None else X[i] @ W + bias  # eq. (29), a block of one row
+        q = _target_row(y, i, labels[i], w, options.label_smoothing)  # eq. (18)
+        row_loss, dS_i = _row_loss_and_grad(s_i, q, r[i], u[i], options)
+        loss += row_loss
+        dX[i] = dS_i @ W.T  # eq. (25): dX = dS W^T, one row
+        dW += np.outer(X[i], dS_i)  # eq. (25): dW = X^T dS, one outer product per row
+        db += dS_i  # eq. (25): db = 1^T dS, one row at a time
+    grads = {"X": dX, "W": dW} | ({} if bias is None else {"b": db})
+    return (float("nan") if undefined else loss), grads

@@ -15,18 +15,19 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 
 from manual._forward import l2_penalty, two_layer_forward
-from manual._options import RowScales, row_scales
+from manual._options import RowScales, class_chunk_width, label_weights, row_scales
 from softmax_grad.contract import (
     TEXTBOOK,
     LossOptions,
     jacobian_entry,
+    linear_cross_entropy_entry,
     linear_loss_entry,
     softmax_entry,
     softmax_loss_entry,
     two_layer_loss_entry,
 )
 
-__all__ = ["linear_loss", "softmax", "softmax_jacobian", "softmax_loss", "two_layer_loss"]
+__all__ = ["linear_cross_entropy", "linear_loss", "softmax", "softmax_jacobian", "softmax_loss", "two_layer_loss"]
 
 
 def _softmax_rows(S: np.ndarray) -> np.ndarray:
@@ -373,3 +374,180 @@ def two_layer_loss(
 
     loss = data_loss + l2_penalty(reg, W1, W2)
     return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+
+
+# ----------------------------------------------------------- linear cross-entropy, classes chunked
+def _chunk_logits(
+    X: np.ndarray, W: np.ndarray, bias: np.ndarray | None, k0: int, k1: int, buf: np.ndarray
+) -> np.ndarray:
+    """``S^(k) = X W^(k) + 1 b^(k)T`` (eq. 27) for classes ``[k0, k1)``, written into the front of ``buf``."""
+    S = buf[: X.shape[0] * (k1 - k0)].reshape(X.shape[0], k1 - k0)  # contiguous, so matmul writes it directly
+    np.matmul(X, W[:, k0:k1], out=S)
+    if bias is not None:
+        S += bias[k0:k1]
+    return S
+
+
+def _capped(S: np.ndarray, c: float | None) -> np.ndarray:
+    """Eq. (17) in place: ``S`` becomes ``Z = c tanh(S / c)``."""
+    if c is not None:
+        S /= c
+        np.tanh(S, out=S)
+        S *= c
+    return S
+
+
+class _Rows:
+    """What eqs. (18)-(24) need of each row, from the labels and options alone: computed once, before any chunk."""
+
+    def __init__(self, y: np.ndarray, options: LossOptions, reduction: str, V: int, dtype: np.dtype) -> None:
+        self.scales = row_scales(y, options, reduction, dtype)
+        self.labels = self.scales.labels
+        self.w_y, self.a = label_weights(self.labels, options, V, dtype)
+        order = np.argsort(self.labels, kind="stable")  # rows sorted by label: each chunk's labelled rows are a slice
+        self.order, self.sorted_labels = order, self.labels[order]
+        self.options, self.V = options, V
+
+    def in_chunk(self, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rows whose label lies in ``[k0, k1)``, and that label's column within the chunk."""
+        lo, hi = np.searchsorted(self.sorted_labels, (k0, k1))
+        return self.order[lo:hi], self.sorted_labels[lo:hi] - k0
+
+
+def _online_lse(
+    X: np.ndarray, W: np.ndarray, bias: np.ndarray | None, c: float | None, chunks: list, buf: np.ndarray
+) -> np.ndarray:
+    """Pass 1: ``lse_i`` by the online log-sum-exp of eq. (26), one (N x chunk) block of logits at a time."""
+    N = X.shape[0]
+    m = np.full(N, -np.inf, X.dtype)  # running max
+    s = np.zeros(N, X.dtype)  # running sum of exp(Z_ij - m_i)
+    for k0, k1 in chunks:
+        Z = _capped(_chunk_logits(X, W, bias, k0, k1, buf), c)
+        m_new = np.maximum(m, Z.max(axis=1))
+        Z -= m_new[:, None]
+        np.exp(Z, out=Z)
+        s = s * np.exp(m - m_new) + Z @ np.ones(k1 - k0, X.dtype)  # eq. (26): the old terms rescaled to the new max
+        m = m_new
+    return m + np.log(s)
+
+
+def _chunk_gradient(
+    S: np.ndarray, k0: int, k1: int, lse: np.ndarray, z_coef: np.ndarray | None, rows: _Rows, row_loss: np.ndarray
+) -> np.ndarray:
+    """Chunk ``k``'s ``dS^(k)`` by eq. (24), in place of its logits ``S``; adds its share of eq. (19) to ``row_loss``.
+
+    With the final ``lse``, ``Z - lse`` is ``log p`` (eq. 19's ``-log p_ij = lse_i - Z_ij``,
+    each term >= 0, so the loss subtracts nothing large). Then
+    ``dZ = r a p - r (e/V) w - r (1-e) w_y [j = y_i] + z_coef p`` and the cap's factor (17): the z-loss
+    term (``z_coef = 2 z u lse``, None without z-loss) added last, apart from ``r a``, so that it keeps its
+    digits where the cross-entropy part cancels.
+    """
+    e, c, w = rows.options.label_smoothing, rows.options.softcap, rows.options.weight
+    r = rows.scales.ce
+    tanh_S = None
+    if c is not None:
+        tanh_S = np.tanh(S / c)
+        np.multiply(tanh_S, c, out=S)  # eq. (17)
+    log_p = S
+    log_p -= lse[:, None]
+    if e:  # eq. (19), the smoothing share: (e/V) sum_j w_j (-log p_ij)
+        row_loss -= (e / rows.V) * (log_p @ (np.ones(k1 - k0, S.dtype) if w is None else w[k0:k1]))
+    hit, cols = rows.in_chunk(k0, k1)
+    row_loss[hit] -= (1 - e) * rows.w_y[hit] * log_p[hit, cols]  # eq. (19), the label's share
+    dZ = np.exp(log_p, out=log_p)  # p, then dZ, in place
+    z_term = None if z_coef is None else z_coef[:, None] * dZ  # eq. (24), the z-loss term
+    dZ *= (r * rows.a)[:, None]  # eq. (24), the p_i term of the cross-entropy
+    if e:
+        _subtract_outer(dZ, r * (e / rows.V), None if w is None else w[k0:k1])  # eq. (24), the smoothing row
+    dZ[hit, cols] -= r[hit] * (1 - e) * rows.w_y[hit]  # eq. (24), the label term: one scatter-subtract
+    if z_term is not None:
+        dZ += z_term
+    if tanh_S is not None:
+        np.square(tanh_S, out=tanh_S)
+        np.subtract(1, tanh_S, out=tanh_S)
+        dZ *= tanh_S  # eq. (17)'s chain factor, 1 - tanh^2
+    return dZ
+
+
+def _subtract_outer(dZ: np.ndarray, g: np.ndarray, w: np.ndarray | None, rows: int = 256) -> None:
+    """``dZ -= outer(g, w)`` in place (``w`` None: all ones), a slab of rows at a time: no (N x chunk) temporary."""
+    if w is None:
+        dZ -= g[:, None]
+        return
+    for i in range(0, dZ.shape[0], rows):
+        dZ[i : i + rows] -= np.outer(g[i : i + rows], w)
+
+
+@linear_cross_entropy_entry
+def linear_cross_entropy(
+    X: np.ndarray,
+    W: np.ndarray,
+    y: np.ndarray,
+    *,
+    bias: np.ndarray | None = None,
+    reduction: str = "mean",
+    options: LossOptions = TEXTBOOK,
+    chunk_size: int | None = None,
+) -> tuple[float, dict[str, np.ndarray]]:
+    """Linear cross-entropy ``S = X W + 1 b^T`` (eq. 25), chunked over classes, never holding (N, V) logits.
+
+    Pass 1 finds every row's ``lse`` by the online log-sum-exp (eq. 26), one
+    (N x chunk) block of logits at a time. Pass 2 recomputes each block, turns
+    it into its ``dS^(k)`` by eq. (24) with the final ``lse`` (options of
+    eqs. 17-24 included), and spends it at once (eq. 27): ``dX += dS^(k) W^(k)T``,
+    ``dW[:, k] = X^T dS^(k)``, ``db[k] = 1^T dS^(k)``. Four matrix products in
+    all instead of three; memory O(N x chunk). ``chunk_size`` counts classes
+    (default: about 4M logits per block, a multiple of 128); one chunk as wide
+    as V is the dense computation, three products. ``dW`` comes back as the
+    transpose of a (V, D) array, so that each chunk's columns are one
+    contiguous block.
+
+    Args:
+        X: (N, D) hidden states.
+        W: (D, V) classifier.
+        y: (N,) integer labels in ``[0, V)`` (or ``ignore_index``).
+        bias: (V,) or None.
+        reduction, weight, ignore_index, label_smoothing, z_loss, softcap: as
+            ``softmax_loss`` (DESIGN.md, "Loss options").
+        chunk_size: classes per chunk, a positive integer, or None.
+
+    Returns:
+        ``(loss, {"X": dX, "W": dW})``, plus ``"b": db`` when a bias is given.
+
+    >>> import numpy as np
+    >>> from manual import vectorized
+    >>> loss, grads = vectorized.linear_cross_entropy(np.ones((2, 1)), np.zeros((1, 3)), [0, 2], chunk_size=2)
+    >>> round(loss, 6), grads["W"].round(6).tolist()
+    (1.098612, [[-0.166667, 0.333333, -0.166667]])
+    """
+    N, V = X.shape[0], W.shape[1]
+    width = class_chunk_width(N, V, chunk_size)
+    chunks = [(k0, min(k0 + width, V)) for k0 in range(0, V, width)]
+    rows = _Rows(y, options, reduction, V, X.dtype)
+    z, c = options.z_loss, options.softcap
+    buf = np.empty(N * width, X.dtype)  # the one (N x chunk) block of logits, reused by every chunk
+    if len(chunks) == 1:  # the dense computation (25): lse by (15) from the logits, which pass 2 then reuses
+        S = _chunk_logits(X, W, bias, 0, V, buf)
+        Z = S if c is None else c * np.tanh(S / c)
+        m = Z.max(axis=1)
+        lse = m + np.log(np.exp(Z - m[:, None]) @ np.ones(V, X.dtype))
+    else:
+        lse = _online_lse(X, W, bias, c, chunks, buf)
+    z_coef = 2 * z * rows.scales.z * lse if z else None  # eq. (24): the z-loss term's coefficient of p_i
+    row_loss = np.zeros(N, X.dtype)
+    dX = np.zeros_like(X)
+    dWT = np.empty((V, X.shape[1]), X.dtype)  # dW transposed: chunk k's columns are rows k0:k1, contiguous
+    db = None if bias is None else np.empty(V, X.dtype)
+    ones = np.ones(N, X.dtype)
+    for k0, k1 in chunks:
+        S = S if len(chunks) == 1 else _chunk_logits(X, W, bias, k0, k1, buf)
+        dS = _chunk_gradient(S, k0, k1, lse, z_coef, rows, row_loss)
+        dX += dS @ W[:, k0:k1].T  # eq. (27): dX is a sum over classes
+        np.matmul(dS.T, X, out=dWT[k0:k1])  # eq. (27): dW[:, k] = X^T dS^(k), written once
+        if db is not None:
+            db[k0:k1] = ones @ dS  # eq. (27): db[k] = 1^T dS^(k)
+    loss = np.dot(rows.scales.ce, row_loss.astype(np.float64))  # eq. (20)
+    if z:
+        loss += z * np.dot(rows.scales.z, np.square(lse, dtype=np.float64))  # eq. (21)
+    grads = {"X": dX, "W": dWT.T} | ({} if db is None else {"b": db})
+    return (float("nan") if rows.scales.undefined else float(loss)), grads

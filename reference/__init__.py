@@ -18,10 +18,17 @@ autodiff oracle (see ``reference.checker``).
 from __future__ import annotations
 
 from reference import autodiff, finite_differences, losses
-from reference.autodiff import linear_loss, softmax, softmax_jacobian, softmax_loss, two_layer_loss
+from reference.autodiff import (
+    linear_cross_entropy,
+    linear_loss,
+    softmax,
+    softmax_jacobian,
+    softmax_loss,
+    two_layer_loss,
+)
 from reference.checker import check
 
-# The oracles by name, as manual.VARIANTS names the variants: each module has the same five functions.
+# The oracles by name, as manual.VARIANTS names the variants: each module has the same public functions.
 ORACLES = {"autodiff": autodiff, "finite_differences": finite_differences}
 
 __all__ = [
@@ -29,6 +36,7 @@ __all__ = [
     "autodiff",
     "check",
     "finite_differences",
+    "linear_cross_entropy",
     "linear_loss",
     "losses",
     "softmax",

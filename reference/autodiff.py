@@ -23,13 +23,14 @@ from softmax_grad.contract import (
     TEXTBOOK,
     LossOptions,
     jacobian_entry,
+    linear_cross_entropy_entry,
     linear_loss_entry,
     softmax_entry,
     softmax_loss_entry,
     two_layer_loss_entry,
 )
 
-__all__ = ["linear_loss", "softmax", "softmax_jacobian", "softmax_loss", "two_layer_loss"]
+__all__ = ["linear_cross_entropy", "linear_loss", "softmax", "softmax_jacobian", "softmax_loss", "two_layer_loss"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +55,10 @@ _jacobian = jax.jit(jax.jacobian(jax.nn.softmax))
 _softmax_loss = jax.jit(jax.value_and_grad(losses.softmax_loss_value), static_argnames="reduction")
 _linear_loss = jax.jit(jax.value_and_grad(losses.linear_loss_value), static_argnames="reduction")
 _two_layer_loss = jax.jit(jax.value_and_grad(losses.two_layer_loss_value))
+_linear_cross_entropy = jax.jit(
+    jax.value_and_grad(losses.linear_cross_entropy_value, argnums=(0, 1, 3)),
+    static_argnames=("reduction", "ignore_index"),
+)
 
 
 @softmax_entry
@@ -143,3 +148,33 @@ def two_layer_loss(params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, 
     """
     params64 = {key: _f64(value) for key, value in params.items()}
     return _two_layer_loss(params64, _f64(X), jnp.asarray(y), reg)
+
+
+@linear_cross_entropy_entry
+@_in_float64
+def linear_cross_entropy(
+    X: np.ndarray,
+    W: np.ndarray,
+    y: np.ndarray,
+    *,
+    bias: np.ndarray | None = None,
+    reduction: str = "mean",
+    options: LossOptions = TEXTBOOK,
+    chunk_size: int | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Linear cross-entropy, eq. (25) in its dense form, with the options of eqs. (17)-(21), by autodiff.
+
+    The whole (N, V) logits ``X W + 1 b^T`` are formed, in float64, and
+    ``jax.value_and_grad`` differentiates the loss with respect to ``X``, ``W``
+    and ``b``: the oracle for every chunked implementation. ``chunk_size`` is
+    accepted for the common signature and changes nothing here.
+
+    >>> import numpy as np, reference
+    >>> loss, grads = reference.linear_cross_entropy(np.ones((2, 1)), np.zeros((1, 2)), [0, 1], bias=np.zeros(2))
+    >>> round(loss, 6), grads["W"].tolist(), grads["b"].tolist()
+    (0.693147, [[0.0, 0.0]], [0.0, 0.0])
+    """
+    b = None if bias is None else _f64(bias)
+    options_ = _jax_options(options)
+    loss, (dX, dW, db) = _linear_cross_entropy(_f64(X), _f64(W), jnp.asarray(y), b, reduction, **options_)
+    return loss, {"X": dX, "W": dW} if bias is None else {"X": dX, "W": dW, "b": db}

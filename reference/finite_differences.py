@@ -28,6 +28,7 @@ from softmax_grad.contract import (
     TEXTBOOK,
     LossOptions,
     jacobian_entry,
+    linear_cross_entropy_entry,
     linear_loss_entry,
     softmax_entry,
     softmax_loss_entry,
@@ -38,6 +39,7 @@ __all__ = [
     "STEP",
     "central_difference",
     "directional_derivative",
+    "linear_cross_entropy",
     "linear_loss",
     "linear_loss_value",
     "softmax",
@@ -249,3 +251,45 @@ def two_layer_loss(
 
         grads[key] = central_difference(loss_of, point[key])
     return two_layer_loss_value(point, X64, y, reg), grads
+
+
+@linear_cross_entropy_entry
+def linear_cross_entropy(
+    X: np.ndarray,
+    W: np.ndarray,
+    y: np.ndarray,
+    *,
+    bias: np.ndarray | None = None,
+    reduction: str = "mean",
+    options: LossOptions = TEXTBOOK,
+    chunk_size: int | None = None,
+) -> tuple[float, dict[str, np.ndarray]]:
+    """Linear cross-entropy of eq. (25), dense, and dL/dX, dL/dW, dL/db by central differences (eq. 16).
+
+    The loss is ``softmax_loss_value`` of the full logits ``X W + 1 b^T`` in
+    float64; each gradient entry costs four evaluations, so this oracle is for
+    small cases. ``chunk_size`` is accepted for the common signature and
+    changes nothing here.
+
+    >>> import numpy as np
+    >>> from reference import finite_differences as fd
+    >>> loss, grads = fd.linear_cross_entropy(np.ones((2, 1)), np.zeros((1, 2)), [0, 0], bias=np.zeros(2))
+    >>> round(loss, 6), grads["b"].round(9).tolist()
+    (0.693147, [-0.5, 0.5])
+    """
+    point = {"X": _f64(X), "W": _f64(W)} | ({} if bias is None else {"b": _f64(bias)})
+    options = options.astype(np.dtype(np.float64))
+
+    def loss_at(values: dict[str, np.ndarray]) -> float:
+        S = values["X"] @ values["W"] + (values["b"] if "b" in values else 0.0)
+        return _differentiable_loss(S, y, reduction, options)[0]
+
+    grads = {}
+    for key in point:
+
+        def loss_of(value: np.ndarray, key: str = key) -> float:
+            return loss_at({**point, key: value})
+
+        grads[key] = central_difference(loss_of, point[key])
+    S = point["X"] @ point["W"] + (point["b"] if "b" in point else 0.0)
+    return softmax_loss_value(S, y, reduction, options), grads

@@ -82,3 +82,11 @@ def two_layer_loss_value(
     H1 = jax.nn.relu(X @ params["W1"] + params["b1"])
     S = H1 @ params["W2"] + params["b2"]
     return softmax_loss_value(S, y, "mean", **options) + l2_penalty(reg, params["W1"], params["W2"])
+
+
+def linear_cross_entropy_value(
+    X: jax.Array, W: jax.Array, y: jax.Array, bias: jax.Array | None = None, reduction: str = "mean", **options: Any
+) -> jax.Array:
+    """Eq. (25) forward, dense: the logits ``X W + 1 b^T`` in full, then the cross-entropy of eqs. (17)-(21)."""
+    S = X @ W if bias is None else X @ W + bias
+    return softmax_loss_value(S, y, reduction, **options)

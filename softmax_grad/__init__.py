@@ -8,4 +8,4 @@ comparison helper (``compare``), and the ``softmax-grad`` command (``cli``),
 which is the one place that imports both sides.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

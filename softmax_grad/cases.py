@@ -17,7 +17,7 @@ import numpy as np
 from softmax_grad.compare import Comparison, compare
 from softmax_grad.tolerances import tolerance
 
-FUNCTIONS = ("softmax", "softmax_jacobian", "softmax_loss", "linear_loss", "two_layer_loss")
+FUNCTIONS = ("softmax", "softmax_jacobian", "softmax_loss", "linear_loss", "two_layer_loss", "linear_cross_entropy")
 
 
 def _cast(value: Any, dtype: np.dtype) -> Any:
@@ -44,6 +44,8 @@ class Case:
 
     @property
     def dtype(self) -> np.dtype:
+        if self.function == "linear_cross_entropy":  # float_dtype's policy: float32 only when X and W both are
+            return np.result_type(self.args[0], self.args[1])
         first = self.args[0]
         return (first["W1"] if isinstance(first, Mapping) else first).dtype
 
@@ -54,7 +56,8 @@ class Case:
 
     def astype(self, dtype: np.dtype | type) -> Case:
         args = tuple(_cast(a, np.dtype(dtype)) for a in self.args)
-        return Case(self.name, self.function, args, self.kwargs, self.group)
+        kwargs = {key: _cast(value, np.dtype(dtype)) for key, value in self.kwargs.items()}
+        return Case(self.name, self.function, args, kwargs, self.group)
 
     def call(self, module: ModuleType) -> Any:
         return getattr(module, self.function)(*self.args, **self.kwargs)
@@ -71,6 +74,8 @@ def quantities(function: str, result: Any) -> dict[str, Any]:
         return {"loss": loss, "dS": grad}
     if function == "linear_loss":
         return {"loss": loss, "dW": grad}
+    if function == "linear_cross_entropy":
+        return {"loss": loss, **{f"d{key}": value for key, value in grad.items()}}
     return {"loss": loss, **{f"d{key}": value for key, value in grad.items()}}
 
 
@@ -197,6 +202,28 @@ def standard_cases() -> list[Case]:
         name = f"N={N} D={D} H={H} C={C}"
         cases.append(Case(name, "two_layer_loss", (params(D, H, C, 60 + seed), X, _labels(N, C, seed)), {"reg": reg}))
     cases += [dead_units_case(0.0), dead_units_case(0.1)]
+    return cases + linear_cross_entropy_cases()
+
+
+def linear_cross_entropy_cases() -> list[Case]:
+    """Small linear cross-entropy cases: chunked (chunk 4 of V = 9, which does not divide it) and dense, options on.
+
+    The bias, when given, is a keyword argument; ``astype`` casts it with the rest.
+    """
+    cases = []
+    for seed, (N, D, V, chunk, extra) in enumerate(
+        [
+            (1, 3, 5, 2, {}),
+            (7, 4, 9, 4, {"reduction": "sum"}),
+            (6, 3, 9, 4, {"label_smoothing": 0.2, "softcap": 1.5, "z_loss": 0.05}),
+            (8, 5, 6, None, {"reduction": "mean"}),
+        ]
+    ):
+        rng = _rng(70 + seed)
+        X, W = rng.standard_normal((N, D)), rng.standard_normal((D, V))
+        bias = {"bias": 0.5 * rng.standard_normal(V)} if seed % 2 == 0 else {}
+        kwargs = {**bias, "chunk_size": chunk, **extra}
+        cases.append(Case(f"N={N} D={D} V={V}", "linear_cross_entropy", (X, W, _labels(N, V, seed)), kwargs))
     return cases
 
 

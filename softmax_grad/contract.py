@@ -283,7 +283,12 @@ def fresh(result: Any, dtype: np.dtype, *inputs: Any) -> np.ndarray:
 
 def check_finite_result(loss: Any, gradient: np.ndarray, what: str) -> None:
     """Raise when finite inputs gave a non-finite loss or gradient: ``what`` overflowed on the way."""
-    if not (np.isfinite(loss) and _surely_finite(gradient.reshape(1, -1))):
+    # A 2-D view, Fortran order turned into C order by the transpose: no copy, and the ones vector of
+    # _surely_finite is one row long, not as long as the whole gradient.
+    rows = (
+        gradient.T if gradient.ndim == 2 and gradient.flags.f_contiguous else gradient.reshape(-1, gradient.shape[-1])
+    )
+    if not (np.isfinite(loss) and _surely_finite(rows)):
         raise ValueError(
             f"the inputs are finite but {what} overflows in floating point (the loss came out {float(loss)}); "
             "rescale the inputs"
@@ -403,3 +408,107 @@ def two_layer_loss_entry(impl: Callable[..., tuple[Any, Mapping[str, Any]]]) -> 
         return float(loss), {key: fresh(grads[key], dtype, *originals) for key in PARAM_NAMES}
 
     return two_layer_loss
+
+
+# --------------------------------------------------------------------- linear cross-entropy
+def check_chunk_size(value: Any) -> int | None:
+    """``chunk_size`` as a positive ``int``, or None (the implementation chooses)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"chunk_size must be a positive integer or None, got {value!r}")
+    if value < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {value}")
+    return int(value)
+
+
+def check_linear_layout(
+    X_shape: tuple[int, ...], W_shape: tuple[int, ...], bias_shape: tuple[int, ...] | None
+) -> tuple[int, int, int]:
+    """``(N, D, V)`` after checking that ``X`` (N, D), ``W`` (D, V) and ``bias`` (V,) chain; shapes only.
+
+    Reads no values, so it serves device arrays as well as NumPy ones.
+    """
+    for name, shape, axes in (("X", X_shape, ("N", "D")), ("W", W_shape, ("D", "V")), ("bias", bias_shape, ("V",))):
+        if shape is None:
+            continue
+        layout = "(" + ", ".join(axes) + ("," if len(axes) == 1 else "") + ")"
+        if len(shape) != len(axes):
+            raise ValueError(
+                f"{name} must be {len(axes)}-D with shape {layout}, got {len(shape)}-D array of shape {tuple(shape)}"
+            )
+        for axis, size in zip(axes, shape, strict=True):
+            if size == 0:
+                raise ValueError(f"{name} must not be empty: {axis} = 0 in shape {tuple(shape)}")
+    if X_shape[1] != W_shape[0]:
+        raise ValueError(f"X has D = {X_shape[1]} columns but W has {W_shape[0]} rows; X W needs them equal")
+    if bias_shape is not None and bias_shape[0] != W_shape[1]:
+        raise ValueError(f"bias has {bias_shape[0]} entries but W has V = {W_shape[1]} columns")
+    return X_shape[0], X_shape[1], W_shape[1]
+
+
+def kept_label_weight(labels: np.ndarray, options: LossOptions) -> float:
+    """``D_n`` of eq. (20) for integer labels: the summed class weight of the rows not ignored."""
+    kept = labels if options.ignore_index is None else labels[labels != options.ignore_index]
+    return float(kept.size if options.weight is None else np.sum(options.weight[kept], dtype=np.float64))
+
+
+def linear_cross_entropy_entry(impl: Callable[..., tuple[Any, Mapping[str, Any]]]) -> Callable[..., tuple[float, dict]]:
+    """Wrap ``impl(X, W, y, bias=..., reduction=..., options=LossOptions, chunk_size=...)`` as ``linear_cross_entropy``.
+
+    ``X`` (N, D), ``W`` (D, V) and ``bias`` (V,) or None reach ``impl`` in the
+    computing dtype, ``y`` as ``intp`` labels (integer labels only), the options
+    validated for ``C = V`` classes, ``chunk_size`` a positive int or None. The
+    result is ``(float, {"X": dX, "W": dW[, "b": db]})`` of fresh NumPy arrays.
+    """
+
+    @functools.wraps(impl, assigned=("__module__", "__name__", "__qualname__", "__doc__"), updated=())
+    def linear_cross_entropy(
+        X: Any,
+        W: Any,
+        y: Any,
+        *,
+        bias: Any = None,
+        reduction: str = "mean",
+        weight: Any = None,
+        ignore_index: int | None = None,
+        label_smoothing: float = 0.0,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
+        chunk_size: int | None = None,
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        X_ = check_array(X, "X", ("N", "D"))
+        W_ = check_array(W, "W", ("D", "V"))
+        b_ = None if bias is None else check_array(bias, "bias", ("V",))
+        check_linear_layout(X_.shape, W_.shape, None if b_ is None else b_.shape)
+        reduction = check_reduction(reduction)
+        options = check_options(
+            W_.shape[1],
+            weight=weight,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            z_loss=z_loss,
+            softcap=softcap,
+        )
+        labels = check_labels(y, X_.shape[0], W_.shape[1], options.ignore_index)
+        chunk_size = check_chunk_size(chunk_size)
+        dtype = float_dtype(X_, W_, *(() if b_ is None else (b_,)))
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as an error
+            loss, grads = impl(
+                X_.astype(dtype, copy=False),
+                W_.astype(dtype, copy=False),
+                labels,
+                bias=None if b_ is None else b_.astype(dtype, copy=False),
+                reduction=reduction,
+                options=options.astype(dtype),
+                chunk_size=chunk_size,
+            )
+        keys = ("X", "W") if b_ is None else ("X", "W", "b")
+        undefined = reduction == "mean" and kept_label_weight(labels, options) == 0  # eq. (20): NaN by definition
+        for key in keys:
+            check_finite_result(0.0 if undefined else loss, np.asarray(grads[key]), "the logits X W + b")
+        originals = (X, W, y, bias, weight, X_, W_, b_)
+        return float(loss), {key: fresh(grads[key], dtype, *originals) for key in keys}
+
+    del linear_cross_entropy.__wrapped__  # show the public signature, not the implementation's
+    return linear_cross_entropy

@@ -263,6 +263,59 @@ def render(json_path: str | Path, out_dir: str | Path, machine: str = "") -> tup
     if speedups:
         head.append(f"## Loops against vectorized\n\n{speedups}\n")
     markdown = "\n".join(head + overview) + "\n## Every workload\n\n" + table(timings)
+    memory = memory_table(json_path)
+    if memory:
+        markdown += "\n## Linear cross-entropy: time and working memory\n\n" + memory
     heading = f"# softmax-grad benchmarks\n\n{machine}\n\n" if machine else "# softmax-grad benchmarks\n\n"
     (out / "report.md").write_text(heading + markdown)
     return markdown, plot(timings, out / "softmax_loss.png")
+
+
+# ----------------------------------------------------------- linear cross-entropy: memory beside time
+DENSE = {"numpy lce": "numpy dense", "jax lce": "jax autodiff"}
+
+
+def mebibytes(value: float) -> str:
+    """Bytes as MiB.
+
+    >>> mebibytes(3 * 2**20), mebibytes(1.5 * 2**30)
+    ('3.0 MiB', '1536.0 MiB')
+    """
+    return f"{value / 2**20:.1f} MiB"
+
+
+def memory_table(json_path: str | Path) -> str:
+    """Markdown: per linear cross-entropy workload, each contender's time and working memory beside the dense form's.
+
+    Reads ``extra_info["working_memory_bytes"]`` (benchmarks/test_linear_cross_entropy.py);
+    time is the fastest round (the machine is shared: the minimum is the least disturbed),
+    with the median beside it. Empty when no benchmark recorded its memory.
+    """
+    benches = [
+        b for b in json.loads(Path(json_path).read_text())["benchmarks"] if "working_memory_bytes" in b["extra_info"]
+    ]
+    by_group: dict[str, list[dict]] = defaultdict(list)
+    for bench in benches:
+        by_group[bench["group"]].append(bench)
+    out = []
+    for group in sorted(by_group, key=lambda g: (by_group[g][0]["extra_info"]["scores_elements"], g)):
+        rows = by_group[group]
+        kind = rows[0]["extra_info"]["kind"]
+        dense = next((b for b in rows if b["extra_info"]["contender"] == DENSE.get(kind)), None)
+        logits = rows[0]["extra_info"]["logits_bytes"]
+        header = ["contender", "min time", "median", "working memory", "time / dense", "memory / dense"]
+        out += [f"### {group} (logits: {mebibytes(logits)})", "", markdown_row(header), "|" + "---|" * len(header)]
+        for bench in sorted(rows, key=lambda b: -b["extra_info"]["working_memory_bytes"]):
+            info, stats = bench["extra_info"], bench["stats"]
+            memory = info["working_memory_bytes"]
+            cells = [info["contender"], seconds(stats["min"]), seconds(stats["median"]), mebibytes(memory)]
+            if dense is not None:
+                cells += [
+                    f"{stats['min'] / dense['stats']['min']:.2f}",
+                    f"{memory / dense['extra_info']['working_memory_bytes']:.3f}",
+                ]
+            else:
+                cells += ["-", "-"]
+            out.append(markdown_row(cells))
+        out.append("")
+    return "\n".join(out)

@@ -208,6 +208,28 @@ BAD_INPUTS = [
         r"ignore_index=-100 applies to integer labels only",
     ),
 ]
+LCE = "linear_cross_entropy"  # X (3, 5) W (5, 4): N = 3, D = 5, V = 4
+BAD_INPUTS += [
+    ("lce chunk 0", LCE, (X, W, Y), {"chunk_size": 0}, ValueError, r"chunk_size must be a positive integer.*got 0"),
+    ("lce chunk negative", LCE, (X, W, Y), {"chunk_size": -2}, ValueError, r"chunk_size must be a positive.*-2"),
+    ("lce chunk float", LCE, (X, W, Y), {"chunk_size": 2.0}, TypeError, r"chunk_size must be a positive.*2.0"),
+    ("lce chunk string", LCE, (X, W, Y), {"chunk_size": "4"}, TypeError, r"chunk_size must be a positive.*'4'"),
+    ("lce chunk bool", LCE, (X, W, Y), {"chunk_size": True}, TypeError, r"chunk_size must be a positive.*True"),
+    ("lce X 1-D", LCE, (X[0], W, Y[:1]), {}, ValueError, r"X must be 2-D with shape \(N, D\).*\(5,\)"),
+    ("lce D mismatch", LCE, (X[:, :4], W, Y), {}, ValueError, r"X has D = 4 columns but W has 5 rows"),
+    ("lce W 1-D", LCE, (X, W[:, 0], Y), {}, ValueError, r"W must be 2-D with shape \(D, V\)"),
+    ("lce bias length", LCE, (X, W, Y), {"bias": np.zeros(5)}, ValueError, r"bias has 5 entries but W has V = 4"),
+    ("lce bias 2-D", LCE, (X, W, Y), {"bias": np.zeros((1, 4))}, ValueError, r"bias must be 1-D"),
+    ("lce bias NaN", LCE, (X, W, Y), {"bias": nan_at(np.zeros(4), 2)}, ValueError, r"bias holds nan at index \(2,\)"),
+    ("lce X NaN", LCE, (nan_at(X, (1, 2)), W, Y), {}, ValueError, r"X holds nan at index \(1, 2\)"),
+    ("lce y equal to V", LCE, (X, W, [0, 4, 1]), {}, ValueError, r"y\[1\] = 4 is out of range.*\[0, 4\)"),
+    ("lce y negative", LCE, (X, W, [0, 1, -1]), {}, ValueError, r"y\[2\] = -1 is out of range"),
+    ("lce y float", LCE, (X, W, [0.0, 1.0, 2.0]), {}, TypeError, r"y must hold integer"),
+    ("lce y too short", LCE, (X, W, [0, 1]), {}, ValueError, r"y has 2 labels.*N = 3"),
+    ("lce weight length", LCE, (X, W, Y), {"weight": np.ones(3)}, ValueError, r"weight has 3 entries.*C = 4"),
+    ("lce smoothing", LCE, (X, W, Y), {"label_smoothing": 1.5}, ValueError, r"label_smoothing must lie in \[0, 1\]"),
+    ("lce reduction", LCE, (X, W, Y), {"reduction": "avg"}, ValueError, r"reduction.*'avg'"),
+]
 
 
 @pytest.mark.parametrize(
@@ -261,6 +283,7 @@ def calls(layout: str):
         ("softmax_loss", (scores, layouts(SOFT)[layout]), {"weight": layouts(WEIGHT)[layout], **SMOOTH_Z_CAP}),
         ("linear_loss", (W_, X_, y), {"reg": 0.3}),
         ("two_layer_loss", (params, X_, y), {"reg": 0.3}),
+        ("linear_cross_entropy", (X_, W_, y), {"chunk_size": 3}),
     ]
 
 

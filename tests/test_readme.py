@@ -43,3 +43,7 @@ def test_the_loss_options_example_runs_and_can_fail():
     assert wrong != block
     with pytest.raises(AssertionError):
         exec(wrong, {})
+
+
+def test_the_linear_cross_entropy_example_runs():
+    exec(first_python_block("Linear cross-entropy at vocabulary scale"), {})

@@ -99,3 +99,27 @@ def test_bench_prints_a_short_float64_summary_and_leaves_the_rest_to_the_report(
     assert text.startswith("numpy, float64, median per call:") and "jax, float64, median per call:" in text
     assert "softmax_loss 4096x1000" in text and "###" not in text  # no per-workload tables
     assert len(text.splitlines()) < len(table(load(fake_json(tmp_path))).splitlines())
+
+
+def test_linear_cross_entropy_memory_sits_beside_time(tmp_path):
+    def bench(contender, kind, minimum, memory):
+        info = {
+            "kind": kind, "function": "linear_cross_entropy", "shape": [8, 4, 1000], "dtype": "float32",
+            "contender": contender, "scores_elements": 8000, "variants": [],
+            "working_memory_bytes": memory, "logits_bytes": 32000,
+        }  # fmt: skip
+        stats = {"min": minimum, "median": 1.1 * minimum, "iqr": 0.0, "rounds": 3}
+        return {"group": f"linear_cross_entropy 8x4x1000 float32 [{kind}]", "extra_info": info, "stats": stats}
+
+    benchmarks = [
+        bench("numpy dense", "numpy lce", 2.0, 64 * 2**20),
+        bench("vectorized", "numpy lce", 2.5, 4 * 2**20),
+        bench("jax autodiff", "jax lce", 1.0, 100 * 2**20),
+        bench("compiled core", "jax lce", 1.2, 5 * 2**20),
+    ]
+    path = tmp_path / "lce.json"
+    path.write_text(json.dumps({"benchmarks": benchmarks}))
+    markdown, _ = render(path, tmp_path / "out")
+    assert "## Linear cross-entropy: time and working memory" in markdown
+    assert "| vectorized | 2.50 s | 2.75 s | 4.0 MiB | 1.25 | 0.062 |" in markdown
+    assert "| compiled core | 1.20 s | 1.32 s | 5.0 MiB | 1.20 | 0.050 |" in markdown
