@@ -211,7 +211,7 @@ def test_the_canonical_course_solution_passes_with_a_warning_that_teaches():
     assert report.passed, report.format()
     assert [(c.name, c.tier) for c in report.warned] == [("logit spread 1000", ROBUSTNESS)]
     warning = report.warned[0].warnings[0]
-    assert "the loss is inf but the gradient is right (dW match to" in warning
+    assert "the loss is inf but the gradient is right (dW matches to" in warning
     assert "underflows to 0" in warning and "log-sum-exp" in warning and "eq. 15" in warning
     assert "verdict: pass, with warnings" in report.format()
     strict = check(canonical, "linear", reg_scale=1.0, strict=True)

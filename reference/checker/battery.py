@@ -116,10 +116,10 @@ def _scores_cases(seed: int, classes: int | None) -> list[Case]:
     for k in range(2):
         N, C = int(rng.integers(2, 80)), int(rng.choice(CLASS_COUNTS))
         cases.append(
-            case(f"random {k + 1}", N, C, scale=float(rng.choice([0.1, 1.0, 5.0])))
+            case(f"random {k + 1} ({N}x{classes})", N, C, scale=float(rng.choice([0.1, 1.0, 5.0])))
             if classes
             else Case(
-                f"random {k + 1}",
+                f"random {k + 1} ({N}x{C})",
                 CORRECTNESS,
                 {
                     "scores": float(rng.choice([0.1, 1.0, 5.0])) * rng.standard_normal((N, C)),
@@ -165,7 +165,7 @@ def _linear_cases(seed: int, classes: int | None) -> list[Case]:
     ]
     for k in range(2):
         N, D, C = int(rng.integers(2, 80)), int(rng.integers(2, 12)), int(rng.choice(CLASS_COUNTS))
-        cases.append(case(f"random {k + 1}", N, D, C, float(rng.choice((0.0, *REGS))), rng))
+        cases.append(case(f"random {k + 1} ({N}x{D}x{classes or C})", N, D, C, float(rng.choice((0.0, *REGS))), rng))
     S, y = spread_scores(classes or 5)
     spread = {"W": np.eye(S.shape[1]), "X": S, "y": y, "reg": 0.0}  # S = X W = X: the logits 1000 apart
     cases.append(Case("logit spread 1000", ROBUSTNESS, spread))
@@ -206,7 +206,8 @@ def _two_layer_cases(seed: int, classes: int | None) -> list[Case]:
     cases.append(_dead_units(classes or 5))
     for k in range(2):
         N, D, H, C = (*(int(rng.integers(2, n)) for n in (80, 10, 12)), int(rng.choice(CLASS_COUNTS)))
-        cases.append(case(f"random {k + 1}", N, D, H, C, float(rng.choice((0.0, *REGS))), int(rng.integers(2**31))))
+        reg, s = float(rng.choice((0.0, *REGS))), int(rng.integers(2**31))
+        cases.append(case(f"random {k + 1} ({N}x{D}x{H}x{classes or C})", N, D, H, C, reg, s))
     cases.append(_two_layer_spread(classes or 5))
     return cases
 

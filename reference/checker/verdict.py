@@ -247,6 +247,7 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
         and not result.messages
     ):
         names = ", ".join(c.label for c in comparisons)
+        verb = "match" if len(comparisons) > 1 else "matches"
         error = worst(c.max_rel_error for c in comparisons)
         cause = (
             "a true class's probability underflows to 0 here (logits about 1000 apart), so -log(p_y) is inf "
@@ -255,7 +256,7 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
             else "an inf - inf or 0 * inf on the way (exp overflowing, or 0 * log 0)"
         )
         result.warnings.append(
-            f"the loss is {float(loss)} but the gradient is right ({names} match to {error:.0e}, relative): "
+            f"the loss is {float(loss)} but the gradient is right ({names} {verb} to {error:.0e}, relative): "
             f"{cause}; {STABLE_FORM}"
         )
         result.status = WARN

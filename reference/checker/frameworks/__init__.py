@@ -41,24 +41,29 @@ def adapter(name: str) -> ModuleType:
         raise CheckError(INSTALL_HINT.get(name, f"{name} cannot be imported: {exc}")) from None
 
 
-def _home(fn: Callable) -> ModuleType | None:
-    """The module a target was defined in (for ``Function.apply``, the class's module)."""
+def _namespaces(fn: Callable) -> list[dict]:
+    """The global namespaces the target's code reads: its module's, its function's, its class's methods'."""
     owner = getattr(fn, "__self__", None)
-    for candidate in (fn, owner, getattr(owner, "__class__", None)):
-        module = inspect.getmodule(candidate) if candidate is not None else None
-        if module is not None and module.__name__ not in ("builtins", "torch.autograd.function"):
-            return module
-    return None
+    functions = [fn, getattr(fn, "__func__", None), getattr(fn, "__wrapped__", None), getattr(fn, "fun", None)]
+    if isinstance(owner, type):  # torch.autograd.Function.apply: the methods hold the code
+        functions += list(vars(owner).values())
+    spaces = [getattr(getattr(f, "__func__", f), "__globals__", None) for f in functions]
+    module = inspect.getmodule(fn)
+    spaces.append(vars(module) if module is not None else None)
+    return [space for space in spaces if isinstance(space, dict)]
 
 
 def detect(fn: Callable) -> str:
-    """``torch`` or ``jax`` if the target's module imported it, else ``numpy``."""
-    module = _home(fn)
-    names = set()
-    if module is not None:
-        names = {value.__name__.split(".")[0] for value in vars(module).values() if isinstance(value, ModuleType)}
-        names |= {getattr(value, "__module__", "").split(".")[0] for value in vars(module).values()}
+    """``torch`` or ``jax`` if the target is built on it or its code's namespace imports it, else ``numpy``."""
+    owner = getattr(fn, "__self__", None)
+    types = [type(fn), *(owner.__mro__ if isinstance(owner, type) else ())]  # custom_vjp objects, Function.apply
+    seen = {t.__module__.split(".")[0] for t in types}
+    for space in _namespaces(fn):
+        for value in space.values():
+            name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+            if isinstance(name, str):
+                seen.add(name.split(".")[0])
     for name in ("torch", "jax"):
-        if name in names and name in sys.modules:
+        if name in seen and name in sys.modules:
             return name
     return "numpy"
