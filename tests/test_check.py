@@ -324,9 +324,34 @@ def test_assert_passed_raises_with_the_formatted_verdict():
         check(scores_sum, "scores").assert_passed()
 
 
+# ------------------------------------------------------------------ linear cross-entropy
+def linear_ce(X, W, y, bias):
+    """The last layer of a language model: logits X W + b; dX, dW and db through dS = (p - onehot) / N."""
+    loss, dS = scores_mean(X @ W + bias, y)
+    return loss, {"X": dS @ W.T, "W": X.T @ dS, "b": dS.sum(0)}
+
+
+def test_linear_ce_with_and_without_bias():
+    report = check(linear_ce, "linear_ce")
+    assert report.passed and any(c.name.startswith("a wider vocabulary") for c in report.cases), report.format()
+
+    def no_bias(X, W, y):
+        loss, grads = linear_ce(X, W, y, np.zeros(W.shape[1]))
+        return loss, {"X": grads["X"], "W": grads["W"]}
+
+    assert check(no_bias, "linear_ce").passed
+
+    def dx_summed(X, W, y, bias):
+        loss, grads = linear_ce(X, W, y, bias)
+        return loss, {**grads, "X": grads["X"] * len(y)}
+
+    report = check(dx_summed, "linear_ce")
+    assert not report and "X matches reduction='sum': N = 8 times the mean's" in report.first_failure.messages[-1]
+
+
 # ------------------------------------------------------------------ the battery
 def test_every_case_has_a_tier_and_the_battery_covers_what_it_must():
-    for kind in ("scores", "linear", "two_layer"):
+    for kind in ("scores", "linear", "two_layer", "linear_ce"):
         cases = battery(kind, 0)
         assert {c.tier for c in cases} == {CORRECTNESS, ROBUSTNESS}
         assert [c.name for c in cases if c.tier == ROBUSTNESS] == ["logit spread 1000"]

@@ -234,10 +234,50 @@ def _two_layer_spread(C: int) -> Case:
     return Case("logit spread 1000", ROBUSTNESS, {"params": params, "X": X, "y": y, "reg": 0.0})
 
 
+# ----------------------------------------------------------------- linear_ce
+def _linear_ce_cases(seed: int, classes: int | None, bias: bool = True) -> list[Case]:
+    fixed = np.random.default_rng(12345)
+    rng = np.random.default_rng(seed)
+
+    def inputs(N: int, D: int, C: int, gen: np.random.Generator) -> dict[str, Any]:
+        C = classes or C
+        values = {"X": gen.standard_normal((N, D)), "W": gen.standard_normal((D, C)) / np.sqrt(D)}
+        values["y"] = gen.integers(0, C, N)
+        return values | ({"bias": 0.5 * gen.standard_normal(C)} if bias else {})
+
+    def case(name: str, N: int, D: int, C: int, gen: Any = fixed, **extra: Any) -> Case:
+        return Case(name, CORRECTNESS, inputs(N, D, C, gen), **extra)
+
+    far = case("rows far apart in scale", 10, 6, 5)
+    far.inputs["X"][:, 0] = _row_offsets(10, fixed)
+    far.inputs["W"][0, :] = 1.0  # the same for every class: each row's logits move by its offset
+    ties = case("ties (W = 0)", 8, 3, 5)
+    ties.inputs["W"][:] = 0.0
+    cases = [
+        case("N=1", 1, 4, 5),
+        case("C=2", 8, 5, 2) if classes in (None, 2) else case("C small", 8, 5, 2),
+        ties,
+        far,
+        case("N=48", 48, 7, 5),
+        case("a wider vocabulary (C = 64)", 12, 8, 64),
+        case("Fortran-ordered X and W", 12, 6, 5, layout="F"),
+        case("non-contiguous X and W", 12, 6, 5, layout="strided"),
+    ]
+    for k in range(2):
+        N, D, C = int(rng.integers(2, 80)), int(rng.integers(2, 12)), int(rng.choice(CLASS_COUNTS))
+        cases.append(case(f"random {k + 1} ({N}x{D}x{classes or C})", N, D, C, rng))
+    S, y = spread_scores(classes or 5)
+    spread = {"X": S, "W": np.eye(S.shape[1]), "y": y} | ({"bias": np.zeros(S.shape[1])} if bias else {})
+    cases.append(Case("logit spread 1000", ROBUSTNESS, spread))  # X W = X: logits 1000 apart
+    return cases
+
+
 BUILDERS: dict[str, Callable[[int, int | None], list[Case]]] = {
     "scores": _scores_cases,
     "linear": _linear_cases,
     "two_layer": _two_layer_cases,
+    "linear_ce": _linear_ce_cases,
+    "linear_ce without bias": lambda seed, classes: _linear_ce_cases(seed, classes, bias=False),
 }
 
 

@@ -34,6 +34,7 @@ class Kind:
     penalized: tuple[str, ...]
     mapping: bool
     axes: Mapping[str, Any]  # argument -> its axes by name ("N", "D", "H", "C"), or for a mapping, key -> axes
+    fallback: str | None = None  # the kind to use when the function takes fewer arguments (no bias)
 
     @property
     def gradient_names(self) -> tuple[str, ...]:
@@ -76,8 +77,29 @@ KIND_SPECS: dict[str, Kind] = {
     ),
 }
 
+# The last layer of a language model (DESIGN.md, "Linear cross-entropy"): logits X W + b, every option.
+KIND_SPECS["linear_ce"] = Kind(
+    "linear_ce",
+    "f(X, W, y[, bias]) -> (loss, grads), grads with keys X, W (and b with a bias)",
+    ("X", "W", "y", "bias"),
+    ((("X",), "X"), (("W",), "W"), (("bias",), "b")),
+    (),
+    mapping=True,
+    axes={"X": ("N", "D"), "W": ("D", "C"), "y": ("N",), "bias": ("C",)},
+    fallback="linear_ce without bias",
+)
+KIND_SPECS["linear_ce without bias"] = Kind(
+    "linear_ce without bias",
+    "f(X, W, y) -> (loss, grads), grads with keys X, W",
+    ("X", "W", "y"),
+    ((("X",), "X"), (("W",), "W")),
+    (),
+    mapping=True,
+    axes={"X": ("N", "D"), "W": ("D", "C"), "y": ("N",)},
+)
+
 # name -> signature, as ``softmax-grad check --help`` and the error messages show it
-KINDS = {name: kind.signature for name, kind in KIND_SPECS.items()}
+KINDS = {name: kind.signature for name, kind in KIND_SPECS.items() if " " not in name}
 
 
 def register(kind: Kind) -> None:

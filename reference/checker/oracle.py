@@ -59,10 +59,26 @@ def _two_layer_value(
     return losses.softmax_loss_value(S, y, reduction, **options) + losses.l2_penalty(reg, params["W1"], params["W2"])
 
 
+def _linear_ce_value(
+    X: jax.Array,
+    W: jax.Array,
+    y: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    reduction: str,
+    options: Mapping[str, Any],
+) -> jax.Array:
+    """Eq. (25): the loss of the logits ``X W + b``, with eqs. (17)-(21)."""
+    S = X @ W if bias is None else X @ W + bias
+    return losses.softmax_loss_value(S, y, reduction, **options)
+
+
 VALUE_FUNCTIONS: dict[str, Callable[..., jax.Array]] = {
     "scores": _scores_value,
     "linear": _linear_value,
     "two_layer": _two_layer_value,
+    "linear_ce": _linear_ce_value,
+    "linear_ce without bias": _linear_ce_value,
 }
 
 

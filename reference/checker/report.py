@@ -70,7 +70,8 @@ class Report:
         lines = [
             f"checking a {self.kind!r} function, {self.signature}",
             f"framework {self.framework}{self.framework_note}; {self.dtype} inputs; reduction={self.reduction!r}; "
-            f"penalty R = {self.reg_scale:g} * reg * sum W^2; loss options: {options}",
+            + (f"penalty R = {self.reg_scale:g} * reg * sum W^2; " if "reg" in self.signature else "")
+            + f"loss options: {options}",
             f"tolerance ({self.dtype}, from the one table): rtol={self.tolerance['rtol']:g}, "
             f"atol={self.tolerance['atol']:g} x max|expected|",
             "",
