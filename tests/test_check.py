@@ -218,6 +218,19 @@ def test_the_canonical_course_solution_passes_with_a_warning_that_teaches():
     assert not strict and strict.first_failure.name == "logit spread 1000"
 
 
+def test_a_finite_wrong_loss_fails_even_on_a_robustness_case():
+    def clipped(W, X, y, reg):  # -log(p + 1e-300): finite, and 690 where the loss is 1000
+        loss, dW = canonical(W, X, y, reg)
+        N = X.shape[0]
+        S = X @ W
+        S = S - S.max(axis=1, keepdims=True)
+        p = np.exp(S) / np.exp(S).sum(axis=1, keepdims=True)
+        return -np.log(p[np.arange(N), y] + 1e-300).mean() + reg * np.sum(W * W), dW
+
+    report = check(clipped, "linear", reg_scale=1.0)
+    assert failures(report) == ["logit spread 1000"] and not report.warned
+
+
 def test_relu_derivative_one_at_zero_is_accepted_with_a_note_only_where_z1_has_zeros():
     report = check(lambda p, X, y, reg: two_layer(p, X, y, reg, relu_open=np.greater_equal), "two_layer")
     noted = [c.name for c in report.cases if any("relu'(0) = 1" in n and "accepted" in n for n in c.notes[1:])]
