@@ -220,7 +220,7 @@ def test_the_canonical_course_solution_passes_with_a_warning_that_teaches():
 
 def test_a_finite_wrong_loss_fails_even_on_a_robustness_case():
     def clipped(W, X, y, reg):  # -log(p + 1e-300): finite, and 690 where the loss is 1000
-        loss, dW = canonical(W, X, y, reg)
+        _, dW = canonical(W, X, y, reg)
         N = X.shape[0]
         S = X @ W
         S = S - S.max(axis=1, keepdims=True)

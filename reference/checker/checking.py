@@ -220,7 +220,7 @@ def check(
         call = runner.call(fn, spec, case, adapter, np_dtype, timeout)
         hung = case.name if call.timed_out else None
         denominator = _denominator(np.asarray(case.labels), options.weight, options.ignore_index)
-        ctx = Context(spec, np_dtype, reduction, reg_scale, denominator, expected)
+        ctx = Context(spec, np_dtype, reduction, reg_scale, denominator, expected, options.softcap)
         results.append(judge(ctx, case, call, adapter))
     tol = tolerance(np_dtype, "autodiff")
     report = Report(

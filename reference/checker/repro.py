@@ -76,7 +76,10 @@ def rerun(path: str | Path, fn: Callable | str):
     options = meta["options"]
     denominator = checking._denominator(np.asarray(case.labels), options["weight"], options["ignore_index"])
     result = judge(
-        Context(spec, dtype, meta["reduction"], meta["reg_scale"], denominator, expected), case, call, adapter
+        Context(spec, dtype, meta["reduction"], meta["reg_scale"], denominator, expected, options["softcap"]),
+        case,
+        call,
+        adapter,
     )
     failed = not result.passed or (meta["strict"] and result.status == "warn")
     verdict = "FAIL" if failed else result.status

@@ -44,6 +44,12 @@ def library_ignore(scores, y):
     return functional.cross_entropy(scores, y, ignore_index=-100)
 
 
+def capped_with_z_loss(scores, y, cap=30.0, z=1e-4):
+    """Gemma 2's soft cap, then PaLM's z-loss on the capped logits."""
+    logits = cap * torch.tanh(scores / cap)
+    return functional.cross_entropy(logits, y) + z * (torch.logsumexp(logits, dim=1) ** 2).mean()
+
+
 def linear_pair(W, X, y, reg):
     """Returns the loss and dW, computed by hand with tensors."""
     S = X @ W
