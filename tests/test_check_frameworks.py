@@ -85,3 +85,18 @@ def test_a_jax_function_in_float32_is_told_its_errors_are_float32_rounding():
     report = check(jax_targets.in_float32, "scores")
     assert not report.passed
     assert "are float32 rounding" in report.first_failure.messages[-1]
+
+
+def test_auto_picks_the_framework_the_function_reads(tmp_path):
+    from reference.checker import load_target
+    from reference.checker.frameworks import detect
+
+    path = tmp_path / "mixed.py"
+    path.write_text(
+        "import jax.numpy as jnp\nimport numpy as np\nimport torch\n\n\n"
+        "def with_jax(scores, y):\n    return jnp.sum(scores)\n\n\n"
+        "def with_numpy(scores, y):\n    return np.sum(scores), scores\n\n\n"
+        "def with_torch(scores, y):\n    return torch.logsumexp(scores, 1).mean()\n"
+    )
+    picked = {name: detect(load_target(f"{path}:{name}")) for name in ("with_jax", "with_numpy", "with_torch")}
+    assert picked == {"with_jax": "jax", "with_numpy": "numpy", "with_torch": "torch"}

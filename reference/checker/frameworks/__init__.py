@@ -53,17 +53,32 @@ def _namespaces(fn: Callable) -> list[dict]:
     return [space for space in spaces if isinstance(space, dict)]
 
 
+def _top(value: object) -> str | None:
+    name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+    return name.split(".")[0] if isinstance(name, str) else None
+
+
+def _referenced(fn: Callable) -> set[str]:
+    """The packages of the globals the function's own code (nested functions included) reads."""
+    function = getattr(fn, "__func__", fn)
+    code, space = getattr(function, "__code__", None), getattr(function, "__globals__", {})
+    names, stack = set(), [code] if code is not None else []
+    while stack:
+        current = stack.pop()
+        names |= set(current.co_names)
+        stack += [const for const in current.co_consts if hasattr(const, "co_names")]
+    return {top for name in names if name in space and (top := _top(space[name]))}
+
+
 def detect(fn: Callable) -> str:
-    """``torch`` or ``jax`` if the target is built on it or its code's namespace imports it, else ``numpy``."""
+    """``torch`` or ``jax`` if the target is built on it, its code reads it, or its namespace imports it."""
     owner = getattr(fn, "__self__", None)
     types = [type(fn), *(owner.__mro__ if isinstance(owner, type) else ())]  # custom_vjp objects, Function.apply
-    seen = {t.__module__.split(".")[0] for t in types}
-    for space in _namespaces(fn):
-        for value in space.values():
-            name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
-            if isinstance(name, str):
-                seen.add(name.split(".")[0])
-    for name in ("torch", "jax"):
-        if name in seen and name in sys.modules:
-            return name
+    built_on = {t.__module__.split(".")[0] for t in types}
+    referenced = _referenced(fn)
+    imported = {top for space in _namespaces(fn) for value in space.values() if (top := _top(value))}
+    for seen in (built_on, referenced, set() if "numpy" in referenced else imported):
+        for name in ("torch", "jax"):
+            if name in seen and name in sys.modules:
+                return name
     return "numpy"
