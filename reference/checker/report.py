@@ -86,9 +86,13 @@ class Report:
         if self.warned:
             summary += f", {len(self.warned)} with a warning" + (" (failures under --strict)" if self.strict else "")
         lines.append(summary + f" ({self.seconds:.1f} s)")
+        where: dict[str, list[str]] = {}  # one line per note, naming the cases it is about
         for case in self.cases:
             for note in case.notes:
-                lines.append(f"note on {case.name!r}: {note}")
+                where.setdefault(note, []).append(case.name)
+        for note, names in where.items():
+            on = "every case" if len(names) == len(self.cases) > 1 else ", ".join(map(repr, names))
+            lines.append(f"note on {on}: {note}")
         for case in self.warned:
             lines += [f"\nWARNING on {case.name!r} ({case.tier} case):", *(f"  {w}" for w in case.warnings)]
         failure = self.first_failure
