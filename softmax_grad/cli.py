@@ -120,26 +120,104 @@ def terminal_summary(json_path: Path) -> str:
     return "\n\n".join(f"{kind}, float64, median per call:\n{summary(timings, kind, 'float64')}" for kind in kinds)
 
 
+def _save_path(save: str) -> Path:
+    """``--save``: a ``.npz`` file, or a folder (created) that gets ``softmax-grad-failure.npz``."""
+    path = Path(save)
+    if path.suffix != ".npz":
+        path = path / "softmax-grad-failure.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)  # now, so that a bad folder fails before any case runs
+    return path
+
+
 def _check(args: argparse.Namespace) -> int:
     from reference.checker import KINDS, CheckError, check, load_target
 
+    try:
+        save = None if args.json else _save_path(args.save)
+    except OSError as exc:
+        print(f"softmax-grad check: --save {args.save}: cannot create the folder: {exc}", file=sys.stderr)
+        return 2
     try:
         fn = load_target(args.target)
         report = check(
             fn,
             args.kind,
+            framework=args.framework,
+            dtype=args.dtype,
+            strict=args.strict,
             reduction=args.reduction,
             reg_scale=args.reg_scale,
+            ignore_index=args.ignore_index,
+            label_smoothing=args.label_smoothing,
+            z_loss=args.z_loss,
+            softcap=args.softcap,
             seed=args.seed,
-            save_failure=None if args.json else args.save,
+            timeout=args.timeout,
+            save_failure=save,
             target=args.target,
         )
-    except (CheckError, ValueError) as exc:
+    except (CheckError, ValueError, TypeError) as exc:
         print(f"softmax-grad check: {exc}", file=sys.stderr)
         print(f"expected for --kind {args.kind}: {KINDS.get(args.kind, '?')}", file=sys.stderr)
         return 2
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    print(json.dumps(report.to_dict(), indent=2, allow_nan=False) if args.json else report.format())
     return 0 if report.passed else 1
+
+
+def _add_check(commands: argparse._SubParsersAction) -> None:
+    from reference.checker import KINDS
+    from reference.checker.frameworks import FRAMEWORKS
+    from reference.checker.runner import DEFAULT_TIMEOUT
+
+    check = commands.add_parser(
+        "check",
+        help="check your own function against the JAX reference",
+        description="Exit status: 0 every case passes (warnings allowed unless --strict), 1 a case fails, "
+        "2 the target cannot be loaded or called, or its framework is not installed.",
+    )
+    check.add_argument("target", help="path/to/file.py:function or package.module:function")
+    check.add_argument(
+        "--kind", required=True, choices=tuple(KINDS), help="; ".join(f"{k}: {v}" for k, v in KINDS.items())
+    )
+    check.add_argument(
+        "--framework",
+        choices=FRAMEWORKS,
+        default="auto",
+        help="what the function is written in (default auto: torch or jax if its module imports it, else numpy); "
+        "torch and jax functions may return the loss alone, differentiated by backward() or jax.grad",
+    )
+    check.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of the cases")
+    check.add_argument("--strict", action="store_true", help="count warnings (robustness cases) as failures")
+    check.add_argument("--reduction", choices=("mean", "sum"), default="mean", help="loss over samples (default mean)")
+    check.add_argument(
+        "--reg-scale",
+        type=float,
+        default=0.5,
+        help="penalty R = REG_SCALE * reg * sum W^2: 0.5 as in the derivation (default), 1 as in many courses",
+    )
+    options = check.add_argument_group("loss options your function implements (applied by the oracle)")
+    options.add_argument("--label-smoothing", type=float, default=0.0, metavar="E", help="in [0, 1] (default 0)")
+    options.add_argument(
+        "--ignore-index", type=int, default=None, metavar="I", help="label of rows to skip; the cases then include some"
+    )
+    options.add_argument("--z-loss", type=float, default=0.0, metavar="Z", help="z * mean lse^2 (default 0)")
+    options.add_argument("--softcap", type=float, default=None, metavar="C", help="logits become C tanh(S / C)")
+    check.add_argument("--seed", type=int, default=0, help="seed of the random cases (default 0)")
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"per-case time limit; a function still running after it fails as hung (default {DEFAULT_TIMEOUT:g})",
+    )
+    check.add_argument(
+        "--save",
+        default="softmax-grad-failure.npz",
+        metavar="PATH",
+        help="where the first failing case is saved: a .npz file, or a folder (created if missing)",
+    )
+    check.add_argument("--json", action="store_true", help="machine-readable output, standard JSON (saves no file)")
+    check.set_defaults(run=_check)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,29 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a few small workloads, about a minute on 2 cores")
     bench.add_argument("--out", default="bench-report", help="folder for the JSON, report.md and the plot")
     bench.set_defaults(run=_bench)
-    check = commands.add_parser(
-        "check",
-        help="check your own function against the JAX reference",
-        description="Exit status: 0 every case passes, 1 a case fails, 2 the target cannot be loaded or called.",
-    )
-    check.add_argument("target", help="path/to/file.py:function or package.module:function")
-    check.add_argument(
-        "--kind",
-        required=True,
-        choices=("scores", "linear", "two_layer"),
-        help="scores: f(scores, y); linear: f(W, X, y, reg); two_layer: f(params, X, y, reg)",
-    )
-    check.add_argument("--reduction", choices=("mean", "sum"), default="mean", help="loss over samples (default mean)")
-    check.add_argument(
-        "--reg-scale",
-        type=float,
-        default=0.5,
-        help="penalty R = REG_SCALE * reg * sum W^2: 0.5 as in the derivation (default), 1 as in many courses",
-    )
-    check.add_argument("--seed", type=int, default=0, help="seed of the random cases (default 0)")
-    check.add_argument("--save", default="softmax-grad-failure.npz", help="where the first failing case is saved")
-    check.add_argument("--json", action="store_true", help="machine-readable output (saves no file)")
-    check.set_defaults(run=_check)
+    _add_check(commands)
     return parser
 
 

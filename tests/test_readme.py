@@ -47,3 +47,34 @@ def test_the_loss_options_example_runs_and_can_fail():
 
 def test_the_linear_cross_entropy_example_runs():
     exec(first_python_block("Linear cross-entropy at vocabulary scale"), {})
+
+
+def checker_blocks() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Check your own implementation") : readme.index("## What the suite guarantees")]
+    return [block.split("```")[0] for block in section.split("```python\n")[1:]]
+
+
+def test_the_course_solution_in_readme_passes_with_the_warning_readme_shows(tmp_path, capsys, monkeypatch):
+    from softmax_grad.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_softmax.py").write_text(checker_blocks()[0])
+    readme = (ROOT / "README.md").read_text()
+    assert ".venv/bin/softmax-grad check my_softmax.py:softmax_loss_vectorized --kind linear --reg-scale 1\n" in readme
+    assert main(["check", "my_softmax.py:softmax_loss_vectorized", "--kind", "linear", "--reg-scale", "1"]) == 0
+    out = capsys.readouterr().out
+    shown = readme[readme.index("WARNING on 'logit spread 1000'") :].split("```")[0]
+    for line in [*shown.splitlines()[:2], "verdict: pass, with warnings"]:
+        assert line in out
+
+
+def test_the_torch_and_jax_examples_in_readme_pass_and_the_guard_runs():
+    torch_example, jax_example, guard = checker_blocks()[1:4]
+    exec(torch_example, {})
+    exec(jax_example, {})
+    from tests.targets.torch_targets import library_smoothed  # float32-ready, label smoothing 0.1
+
+    namespace = {"reference": __import__("reference"), "my_loss": library_smoothed}
+    exec(guard, namespace)
+    namespace["test_my_kernel"]()

@@ -1,0 +1,304 @@
+"""The cases a user's function is run on, each in one of two tiers.
+
+Correctness cases hold moderate inputs, where any right formula gives the
+right numbers: a wrong value there fails. Robustness cases hold inputs at the
+edge of floating point (logits 1000 apart, every row ignored): a wrong or
+non-finite gradient fails, a non-finite loss beside a right gradient is a
+warning. Beside the fixed cases (N = 1, C = 2, ties, several ``reg``, rows
+1000 apart in offset within one case, a batch past the small sizes, square
+layers, Fortran-ordered and non-contiguous inputs), seeded random cases of
+varied shape catch what a fixed list would not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from softmax_grad.cases import params as make_params
+
+CORRECTNESS = "correctness"
+ROBUSTNESS = "robustness"
+LAYOUTS = ("C", "F", "strided")
+REGS = (0.05, 0.3, 1.7)  # several strengths, so that a missing or doubled penalty cannot hide
+# C of the random cases. Every other axis varies freely; each class count is one compiled oracle
+# program (rows and hidden units are padded, classes cannot be), and compiling is most of a check's time.
+CLASS_COUNTS = (2, 5, 7)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call: float64 ``inputs`` by argument name, a tier, and how the arrays are laid out in memory.
+
+    ``relu_zeros`` marks a two-layer case whose pre-activations hold exact
+    zeros, where the ReLU's derivative is a choice (0 or 1).
+    """
+
+    name: str
+    tier: str
+    inputs: dict[str, Any]
+    layout: str = "C"
+    relu_zeros: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.inputs["y"]
+
+
+def cast(value: Any, dtype: np.dtype) -> Any:
+    """Floating arrays (also inside a mapping) as ``dtype``; labels and ``reg`` as they are."""
+    if isinstance(value, Mapping):
+        return {key: cast(item, dtype) for key, item in value.items()}
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return value.astype(dtype)
+    return value
+
+
+def laid_out(value: np.ndarray, layout: str) -> np.ndarray:
+    """A fresh copy of ``value`` in memory order ``layout``: C, Fortran, or a strided view of a wider buffer."""
+    if value.ndim == 0 or value.dtype.kind != "f" or layout == "C":
+        return value.copy()
+    if layout == "F":
+        return np.asfortranarray(value)
+    wide = np.zeros((*value.shape[:-1], 2 * value.shape[-1]), value.dtype)
+    wide[..., ::2] = value
+    return wide[..., ::2]
+
+
+def spread_scores(C: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three rows of logits 1000 apart, each breaking a different unstable formula (C >= 2).
+
+    Row 0, ``[-500, ..., -500, 500]`` with its true class at -500: ``p_y``
+    underflows to 0, so ``-log(p_y)`` is inf even after the max shift, and its
+    max lies 800 above its mean, so a shift by the row mean overflows. Row 1
+    reaches 710, past ``exp``'s overflow at 709.78: no shift at all gives NaN.
+    Row 2 spans -500 to 500.
+    """
+    row0 = np.full(C, -500.0)
+    row0[-1] = 500.0
+    S = np.stack([row0, np.roll(np.linspace(-300.0, 710.0, C), 1), np.roll(np.linspace(-500.0, 500.0, C), 2)])
+    return S, np.array([0, 1 % C, 2 % C])
+
+
+def _row_offsets(N: int, rng: np.random.Generator) -> np.ndarray:
+    """Offsets up to 1000 apart between rows: a shift by the global max or by nothing overflows or underflows."""
+    offsets = rng.uniform(-1000.0, 1000.0, N)
+    offsets[:2] = (1000.0, 3.0)
+    return offsets
+
+
+# ----------------------------------------------------------------- scores
+def _scores_cases(seed: int, classes: int | None) -> list[Case]:
+    fixed = np.random.default_rng(12345)
+    rng = np.random.default_rng(seed)
+
+    def case(name: str, N: int, C: int, scale: float = 3.0, **extra: Any) -> Case:
+        C = classes or C
+        S = scale * fixed.standard_normal((N, C))
+        return Case(name, CORRECTNESS, {"scores": S, "y": fixed.integers(0, C, N)}, **extra)
+
+    far = case("rows far apart in scale", 8, 5)
+    far.inputs["scores"] += _row_offsets(8, fixed)[:, None]
+    C = classes or 5
+    cases = [
+        case("N=1", 1, 5),
+        case("C=2", 6, 2) if classes in (None, 2) else case("C small", 6, 2),
+        Case("ties", CORRECTNESS, {"scores": np.zeros((8, C)), "y": np.arange(8) % C}),
+        far,
+        case("N=48", 48, 5, scale=2.0),
+        case("Fortran-ordered scores", 8, 5, layout="F"),
+        case("non-contiguous scores", 8, 5, layout="strided"),
+    ]
+    for k in range(2):
+        N, C = int(rng.integers(2, 80)), int(rng.choice(CLASS_COUNTS))
+        cases.append(
+            case(f"random {k + 1} ({N}x{classes})", N, C, scale=float(rng.choice([0.1, 1.0, 5.0])))
+            if classes
+            else Case(
+                f"random {k + 1} ({N}x{C})",
+                CORRECTNESS,
+                {
+                    "scores": float(rng.choice([0.1, 1.0, 5.0])) * rng.standard_normal((N, C)),
+                    "y": rng.integers(0, C, N),
+                },
+            )
+        )
+    S, y = spread_scores(classes or 5)
+    cases.append(Case("logit spread 1000", ROBUSTNESS, {"scores": S, "y": y}))
+    return cases
+
+
+# ----------------------------------------------------------------- linear
+def _linear_inputs(N: int, D: int, C: int, reg: float, gen: np.random.Generator, w_scale: float = 1.0) -> dict:
+    W = w_scale * gen.standard_normal((D, C)) / np.sqrt(D)
+    return {"W": W, "X": gen.standard_normal((N, D)), "y": gen.integers(0, C, N), "reg": reg}
+
+
+def _linear_cases(seed: int, classes: int | None) -> list[Case]:
+    fixed = np.random.default_rng(12345)
+    rng = np.random.default_rng(seed)
+
+    def case(name: str, N: int, D: int, C: int, reg: float, gen: Any = fixed, w_scale: float = 1.0, **extra: Any):
+        return Case(
+            name, extra.pop("tier", CORRECTNESS), _linear_inputs(N, D, classes or C, reg, gen, w_scale), **extra
+        )
+
+    far = case("rows far apart in scale", 10, 6, 5, 0.1)
+    far.inputs["X"][:, 0] = _row_offsets(10, fixed)
+    far.inputs["W"][0, :] = 1.0  # the same for every class: each row's scores move by its offset, their spread does not
+    ties = case("ties (W = 0)", 5, 3, 5, 0.3)
+    ties.inputs["W"][:] = 0.0
+    cases = [
+        case("N=1", 1, 4, 5, 0.0),
+        case("C=2", 8, 5, 2, 0.1) if classes in (None, 2) else case("C small", 8, 5, 2, 0.1),
+        ties,
+        case("reg 0", 12, 6, 5, 0.0, np.random.default_rng(7)),
+        *(case(f"reg {reg}", 12, 6, 5, reg, np.random.default_rng(7)) for reg in REGS),
+        far,
+        case("N=48", 48, 7, 5, 0.2),
+        case("Fortran-ordered X and W", 12, 6, 5, 0.3, layout="F"),
+        case("non-contiguous X and W", 12, 6, 5, 0.3, layout="strided"),
+    ]
+    for k in range(2):
+        N, D, C = int(rng.integers(2, 80)), int(rng.integers(2, 12)), int(rng.choice(CLASS_COUNTS))
+        cases.append(case(f"random {k + 1} ({N}x{D}x{classes or C})", N, D, C, float(rng.choice((0.0, *REGS))), rng))
+    S, y = spread_scores(classes or 5)
+    spread = {"W": np.eye(S.shape[1]), "X": S, "y": y, "reg": 0.0}  # S = X W = X: the logits 1000 apart
+    cases.append(Case("logit spread 1000", ROBUSTNESS, spread))
+    return cases
+
+
+# ----------------------------------------------------------------- two_layer
+def _two_layer_inputs(N: int, D: int, H: int, C: int, reg: float, seed: int, w2_scale: float = 1.0) -> dict:
+    gen = np.random.default_rng(seed)
+    p = make_params(D, H, C, seed)
+    p["W2"] = w2_scale * p["W2"]
+    return {"params": p, "X": gen.standard_normal((N, D)), "y": gen.integers(0, C, N), "reg": reg}
+
+
+def _two_layer_cases(seed: int, classes: int | None) -> list[Case]:
+    rng = np.random.default_rng(seed)
+
+    def case(name: str, N: int, D: int, H: int, C: int, reg: float, s: int, tier: str = CORRECTNESS, **extra):
+        scale = extra.pop("w2_scale", 1.0)
+        return Case(name, tier, _two_layer_inputs(N, D, H, classes or C, reg, s, scale), **extra)
+
+    far = case("rows far apart in scale", 10, 4, 6, 5, 0.1, 5)
+    X, p = far.inputs["X"], far.inputs["params"]
+    X[:, 0] = np.abs(_row_offsets(10, np.random.default_rng(6)))  # > 0: no exact zero in Z1
+    p["W1"][:, 0], p["W1"][0, 0], p["b1"][0] = 0.0, 1.0, 0.0  # hidden unit 0 carries each row's offset...
+    p["W2"][0, :] = 1.0  # ...to every class alike
+    cases = [
+        case("N=1", 1, 3, 4, 5, 0.0, 1),
+        case("C=2", 6, 3, 4, 2, 0.0, 2) if classes in (None, 2) else case("C small", 6, 3, 4, 2, 0.0, 2),
+        case("reg 0", 16, 5, 8, 5, 0.0, 3),
+        *(case(f"reg {reg}", 16, 5, 8, 5, reg, 3) for reg in REGS[1:]),
+        case("square layers (D = H = C)", 12, 5, 5, 5, 0.3, 9),
+        far,
+        case("N=48", 48, 5, 7, 5, 0.05, 4),
+        case("Fortran-ordered X and params", 16, 5, 8, 5, 0.3, 3, layout="F"),
+        case("non-contiguous X and params", 16, 5, 8, 5, 0.3, 3, layout="strided"),
+    ]
+    cases.append(_dead_units(classes or 5))
+    for k in range(2):
+        N, D, H, C = (*(int(rng.integers(2, n)) for n in (80, 10, 12)), int(rng.choice(CLASS_COUNTS)))
+        reg, s = float(rng.choice((0.0, *REGS))), int(rng.integers(2**31))
+        cases.append(case(f"random {k + 1} ({N}x{D}x{H}x{classes or C})", N, D, H, C, reg, s))
+    cases.append(_two_layer_spread(classes or 5))
+    return cases
+
+
+def _dead_units(C: int) -> Case:
+    """As ``softmax_grad.cases.dead_units_case``: zero rows of X with zero bias put Z1 at exactly 0; unit 2 is dead."""
+    p = make_params(4, 5, C, seed=7)
+    p["b1"] = np.zeros(5)
+    p["b1"][2] = -50.0
+    X = np.random.default_rng(8).standard_normal((8, 4))
+    X[[0, 3]] = 0.0
+    y = np.random.default_rng(1008).integers(0, C, 8)
+    note = "Z1 holds exact zeros here: eq. (10) takes relu'(0) = 0; relu'(0) = 1 is accepted, with this note"
+    return Case("dead ReLU units (exact zeros in Z1)", CORRECTNESS, {"params": p, "X": X, "y": y, "reg": 0.1},
+                relu_zeros=True, notes=(note,))  # fmt: skip
+
+
+def _two_layer_spread(C: int) -> Case:
+    """Scores 1000 apart through the layers: X = shifted spread scores, W1 = W2 = I, so S = relu(X) = X."""
+    S, y = spread_scores(C)
+    eye = np.eye(C)
+    params = {"W1": eye.copy(), "b1": np.zeros(C), "W2": eye.copy(), "b2": np.zeros(C)}
+    X = S + 600.0  # every pre-activation > 0: no exact zero in Z1
+    return Case("logit spread 1000", ROBUSTNESS, {"params": params, "X": X, "y": y, "reg": 0.0})
+
+
+# ----------------------------------------------------------------- linear_ce
+def _linear_ce_cases(seed: int, classes: int | None, bias: bool = True) -> list[Case]:
+    fixed = np.random.default_rng(12345)
+    rng = np.random.default_rng(seed)
+
+    def inputs(N: int, D: int, C: int, gen: np.random.Generator) -> dict[str, Any]:
+        C = classes or C
+        values = {"X": gen.standard_normal((N, D)), "W": gen.standard_normal((D, C)) / np.sqrt(D)}
+        values["y"] = gen.integers(0, C, N)
+        return values | ({"bias": 0.5 * gen.standard_normal(C)} if bias else {})
+
+    def case(name: str, N: int, D: int, C: int, gen: Any = fixed, **extra: Any) -> Case:
+        return Case(name, CORRECTNESS, inputs(N, D, C, gen), **extra)
+
+    far = case("rows far apart in scale", 10, 6, 5)
+    far.inputs["X"][:, 0] = _row_offsets(10, fixed)
+    far.inputs["W"][0, :] = 1.0  # the same for every class: each row's logits move by its offset
+    ties = case("ties (W = 0)", 8, 3, 5)
+    ties.inputs["W"][:] = 0.0
+    cases = [
+        case("N=1", 1, 4, 5),
+        case("C=2", 8, 5, 2) if classes in (None, 2) else case("C small", 8, 5, 2),
+        ties,
+        far,
+        case("N=48", 48, 7, 5),
+        case("a wider vocabulary (C = 64)", 12, 8, 64),
+        case("Fortran-ordered X and W", 12, 6, 5, layout="F"),
+        case("non-contiguous X and W", 12, 6, 5, layout="strided"),
+    ]
+    for k in range(2):
+        N, D, C = int(rng.integers(2, 80)), int(rng.integers(2, 12)), int(rng.choice(CLASS_COUNTS))
+        cases.append(case(f"random {k + 1} ({N}x{D}x{classes or C})", N, D, C, rng))
+    S, y = spread_scores(classes or 5)
+    spread = {"X": S, "W": np.eye(S.shape[1]), "y": y} | ({"bias": np.zeros(S.shape[1])} if bias else {})
+    cases.append(Case("logit spread 1000", ROBUSTNESS, spread))  # X W = X: logits 1000 apart
+    return cases
+
+
+BUILDERS: dict[str, Callable[[int, int | None], list[Case]]] = {
+    "scores": _scores_cases,
+    "linear": _linear_cases,
+    "two_layer": _two_layer_cases,
+    "linear_ce": _linear_ce_cases,
+    "linear_ce without bias": lambda seed, classes: _linear_ce_cases(seed, classes, bias=False),
+}
+
+
+def _with_ignored_rows(case: Case, ignore_index: int) -> Case:
+    """Every third row, from the second, labelled ``ignore_index``."""
+    y = case.labels.copy()
+    y[1::3] = ignore_index
+    return replace(case, inputs={**case.inputs, "y": y})
+
+
+def battery(kind: str, seed: int = 0, *, classes: int | None = None, ignore_index: int | None = None) -> list[Case]:
+    """Every case for ``kind``, float64, correctness cases first.
+
+    ``classes`` fixes C (a class ``weight`` has one entry per class). With
+    ``ignore_index``, rows of every case with N > 1 carry it, and a robustness
+    case has every row ignored (the mean of nothing: NaN, as torch gives).
+    """
+    cases = BUILDERS[kind](seed, classes)
+    if ignore_index is None:
+        return cases
+    cases = [_with_ignored_rows(c, ignore_index) if len(c.labels) > 1 else c for c in cases]
+    template = next(c for c in cases if len(c.labels) >= 4)
+    all_ignored = {**template.inputs, "y": np.full_like(template.labels, ignore_index)}
+    return [*cases, Case("every row ignored", ROBUSTNESS, all_ignored)]

@@ -1,0 +1,99 @@
+"""JAX targets: called with ``jax.Array`` arguments; a lone loss goes through ``jax.value_and_grad``.
+
+Float64 cases run inside a local ``jax.enable_x64(True)`` context, so a target
+written for JAX's default (x64 off) still computes in float64 there; float32
+cases run with x64 off. No global JAX setting changes.
+
+The target runs compiled, as JAX code normally does: one compilation per case
+shape (at the oracle's cheaper optimization level), not one per operation as
+eager dispatch would. A target that cannot be traced (Python control flow on
+values) runs eagerly instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reference.checker.kinds import Kind
+from reference.checker.oracle import COMPILER_OPTIONS
+
+NAME = "jax"
+
+# What tracing refuses (Python control flow on values, conversions to NumPy): such a function runs eagerly.
+_TRACE_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
+_programs: dict[tuple, Any] = {}
+_lock = threading.Lock()
+
+
+def _array(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _array(item) for key, item in value.items()}
+    return jnp.asarray(value) if isinstance(value, np.ndarray) else value
+
+
+def arguments(kind: Kind, inputs: Mapping[str, Any]) -> tuple[Any, ...]:
+    return kind.call_args({name: _array(value) for name, value in inputs.items()})
+
+
+def _compiled(what: Callable, key: tuple, args: tuple[Any, ...]) -> Callable:
+    """``what`` compiled for the shapes of ``args``, once per ``key`` and shapes."""
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    full = (*key, tree, tuple((np.shape(x), jnp.result_type(x)) for x in leaves))
+    with _lock:
+        program = _programs.get(full)
+    if program is None:
+        program = jax.jit(what).lower(*args).compile(compiler_options=COMPILER_OPTIONS)
+        with _lock:
+            _programs[full] = program
+    return program
+
+
+def invoke(fn: Callable, args: tuple[Any, ...]) -> Any:
+    """``fn(*args)``, compiled; eagerly if it cannot be traced, or returns what is not arrays."""
+    try:
+        jax.eval_shape(fn, *args)
+    except _TRACE_ERRORS:
+        return fn(*args)
+    except TypeError:  # returns something that is not a pytree of arrays: let the verdict see it
+        return fn(*args)
+    return _compiled(fn, ("call", fn), args)(*args)
+
+
+def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any) -> dict[str, Any]:
+    names = tuple(dict.fromkeys(path[0] for path, _ in kind.differentiable))
+    positions = tuple(kind.arguments.index(name) for name in names)
+
+    def loss_of(*call: Any) -> jax.Array:
+        return jnp.reshape(fn(*call), ())
+
+    value_and_grad = jax.value_and_grad(loss_of, argnums=positions)
+    try:
+        _, grads = _compiled(value_and_grad, ("grad", fn, positions), args)(*args)
+    except _TRACE_ERRORS:
+        _, grads = value_and_grad(*args)
+    by_name = dict(zip(names, grads, strict=True))
+    return {
+        name: (by_name[path[0]][path[1]] if len(path) > 1 else by_name[path[0]]) for path, name in kind.differentiable
+    }
+
+
+def to_numpy(value: Any) -> Any:
+    return np.asarray(value)
+
+
+@contextmanager
+def context(dtype: np.dtype) -> Iterator[None]:
+    with jax.enable_x64(np.dtype(dtype) == np.float64):
+        yield

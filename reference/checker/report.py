@@ -1,0 +1,132 @@
+"""The report on a whole check: a table of the cases, the failures and warnings spelled out, standard JSON.
+
+``bool(report)`` is True when no case failed (and, with ``strict``, none
+warned); ``report.assert_passed()`` raises ``AssertionError`` carrying the
+formatted verdict, the one line a user's own test needs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from reference.checker.verdict import FAIL, WARN, CaseResult
+
+
+@dataclass
+class Report:
+    """The verdict on a function over the battery."""
+
+    kind: str
+    signature: str
+    framework: str
+    dtype: str
+    reduction: str
+    reg_scale: float
+    options: dict[str, Any]
+    strict: bool
+    tolerance: dict[str, float]
+    cases: list[CaseResult]
+    seconds: float = 0.0
+    failure_file: str | None = None
+    rerun: str | None = None
+    framework_note: str = ""
+
+    @property
+    def failures(self) -> list[CaseResult]:
+        return [case for case in self.cases if case.status == FAIL or (self.strict and case.status == WARN)]
+
+    @property
+    def warned(self) -> list[CaseResult]:
+        return [case for case in self.cases if case.status == WARN]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def first_failure(self) -> CaseResult | None:
+        return next(iter(self.failures), None)
+
+    def assert_passed(self) -> None:
+        """Raise ``AssertionError`` with the formatted verdict unless the check passed."""
+        if not self.passed:
+            raise AssertionError("\n" + self.format())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Standard JSON: a NaN or infinite number becomes null, beside ``<field>_is`` saying which it was."""
+        data = {**asdict(self), "passed": self.passed, "warnings": len(self.warned)}
+        for case in data["cases"]:
+            case["passed"] = case["status"] != FAIL and not (self.strict and case["status"] == WARN)
+        return _json_safe(data)
+
+    def format(self) -> str:
+        """A table of the cases, then every warning and the first failure spelled out."""
+        options = ", ".join(f"{k}={_shown(v)}" for k, v in self.options.items() if _shown(v) is not None) or "none"
+        lines = [
+            f"checking a {self.kind!r} function, {self.signature}",
+            f"framework {self.framework}{self.framework_note}; {self.dtype} inputs; reduction={self.reduction!r}; "
+            + (f"penalty R = {self.reg_scale:g} * reg * sum W^2; " if "reg" in self.signature else "")
+            + f"loss options: {options}",
+            f"tolerance ({self.dtype}, from the one table): rtol={self.tolerance['rtol']:g}, "
+            f"atol={self.tolerance['atol']:g} x max|expected|",
+            "",
+            "| case | tier | verdict | max abs error | max rel error |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {c.name} | {c.tier} | {c.status} | {c.max_abs_error:.1e} | {c.max_rel_error:.1e} |" for c in self.cases
+        ]
+        failed = sum(case.status == FAIL for case in self.cases)
+        summary = f"\n{len(self.cases) - failed} of {len(self.cases)} cases pass"
+        if self.warned:
+            summary += f", {len(self.warned)} with a warning" + (" (failures under --strict)" if self.strict else "")
+        lines.append(summary + f" ({self.seconds:.1f} s)")
+        where: dict[str, list[str]] = {}  # one line per note, naming the cases it is about
+        for case in self.cases:
+            for note in case.notes:
+                where.setdefault(note, []).append(case.name)
+        for note, names in where.items():
+            on = "every case" if len(names) == len(self.cases) > 1 else ", ".join(map(repr, names))
+            lines.append(f"note on {on}: {note}")
+        for case in self.warned:
+            lines += [f"\nWARNING on {case.name!r} ({case.tier} case):", *(f"  {w}" for w in case.warnings)]
+        failure = self.first_failure
+        if failure is not None:
+            lines.append(f"\nfirst failing case: {failure.name!r} ({failure.tier})")
+            lines += [f"  {message}" for message in failure.messages or failure.warnings]
+            if failure.traceback:
+                lines += ["  the function's traceback:", *("    " + t for t in failure.traceback.splitlines())]
+            if self.failure_file:
+                lines.append(f"\ninputs saved to {self.failure_file}; to rerun that case:\n  {self.rerun}")
+        verdict = "FAIL" if not self.passed else ("pass, with warnings" if self.warned else "pass")
+        lines.append(f"\nverdict: {verdict}")
+        return "\n".join(lines)
+
+
+def _shown(value: Any) -> Any:
+    """An option as the header shows it; None when it is off."""
+    if value is None or (isinstance(value, float) and value == 0.0):
+        return None
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        safe = {}
+        for key, item in value.items():
+            if isinstance(item, float) and not math.isfinite(item):
+                safe[key] = None
+                safe[f"{key}_is"] = "NaN" if math.isnan(item) else ("Infinity" if item > 0 else "-Infinity")
+            else:
+                safe[key] = _json_safe(item)
+        return safe
+    if isinstance(value, list | tuple):
+        return [None if isinstance(v, float) and not math.isfinite(v) else _json_safe(v) for v in value]
+    if hasattr(value, "tolist"):  # a weight array among the options
+        return _json_safe(value.tolist())
+    return value

@@ -1,0 +1,286 @@
+"""The verdict on one case: compare, apply the tier, and name the slip when the numbers show one.
+
+A correctness case fails on any wrong value. A robustness case fails on a
+wrong or non-finite gradient; a non-finite loss beside a right gradient there
+is a warning that names the cause and the stable form (eq. 15). Mutated
+inputs, a raise, a hang or a malformed result fail anywhere.
+
+When a case fails, the result is held against the slips people make (the sum's
+gradient for the mean's, the penalty missing, doubled or halved, the sign
+flipped, a square matrix transposed) and the first one it matches is named;
+a slip the case cannot tell apart (mean and sum at N = 1) is never suggested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from reference.checker.battery import ROBUSTNESS, Case
+from reference.checker.kinds import Kind
+from reference.checker.runner import Call
+from softmax_grad.compare import Comparison, compare, worst
+from softmax_grad.tolerances import Tolerance, tolerance
+
+PASS, WARN, FAIL = "pass", "warn", "FAIL"
+STABLE_FORM = (
+    "compute the loss in log-sum-exp form, loss_i = log(sum_j exp(s_ij - m_i)) - (s_iy - m_i) with m_i = max_j s_ij "
+    "(eq. 15), never as -log(p_iy)"
+)
+
+Expected = tuple[float, dict[str, np.ndarray]]
+
+
+@dataclass
+class CaseResult:
+    """The verdict on one case: ``status`` pass, warn or FAIL, with the reasons."""
+
+    name: str
+    tier: str
+    status: str
+    messages: list[str] = field(default_factory=list)  # why it fails
+    warnings: list[str] = field(default_factory=list)  # why it warns
+    notes: list[str] = field(default_factory=list)  # what was accepted, or is worth knowing
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    traceback: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """True unless the case failed (a warning passes; ``Report`` applies ``strict``)."""
+        return self.status != FAIL
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the verdict needs besides the call: the kind, the oracle at other settings, the conventions."""
+
+    kind: Kind
+    dtype: np.dtype
+    reduction: str
+    reg_scale: float
+    denominator: float  # what "mean" divides by: the kept rows' label weights
+    oracle: Callable[..., Expected]  # oracle(reg=..., relu_gate_at_zero=...) at this case's inputs
+    softcap: float | None = None
+
+    @property
+    def gradient_scaled(self) -> bool:
+        """Whether gradients are judged by their own scale (``compare(gradient=True)``).
+
+        Not under a softcap: where it saturates, eq. (17)'s factor ``1 - tanh^2``
+        is computed by cancellation (the oracle's too), so every entry carries an
+        absolute noise of eps times terms of order 1, the table's ``floor``.
+        """
+        return self.softcap is None
+
+    @property
+    def tol(self) -> Tolerance:
+        return tolerance(self.dtype, "autodiff")
+
+
+# ----------------------------------------------------------------- reading the result
+def _read(value: Any, what: str, framework: ModuleType) -> tuple[np.ndarray | None, str | None]:
+    try:
+        arr = framework.to_numpy(value)
+    except Exception as exc:  # a ragged list, an odd object: a verdict, not a crash
+        return None, f"{what} could not be read as an array: {type(exc).__name__}: {exc}"
+    if arr.dtype == object:
+        return None, f"{what} could not be read as an array of numbers (got a {type(value).__name__})"
+    return arr, None
+
+
+def _gradients(
+    kind: Kind, returned: Any, framework: ModuleType, named: bool = False
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The gradient output named as the kind names it (``named``: it already is), and the problems found."""
+    if kind.mapping or named:
+        if not isinstance(returned, Mapping):
+            keys = ", ".join(kind.gradient_names)
+            return {}, [f"grads is a {type(returned).__name__}, expected a mapping with keys {keys}"]
+        raw = dict(returned)
+        problems = [f"grads is missing {key!r}" for key in kind.gradient_names if key not in raw]
+    else:
+        raw, problems = {kind.gradient_names[0]: returned}, []
+    read = {}
+    for name in kind.gradient_names:
+        if name in raw:
+            arr, problem = _read(raw[name], name, framework)
+            if problem:
+                problems.append(problem)
+            else:
+                read[name] = arr
+    return read, problems
+
+
+# ----------------------------------------------------------------- diagnoses
+def _matches(actual: np.ndarray, candidate: Any, tol: Tolerance, gradient: bool) -> bool:
+    return compare(actual, candidate, tol, label="", gradient=gradient).ok
+
+
+def _slips(ctx: Context, case: Case, name: str, want: Any, data: Any) -> list[tuple[str, Any]]:
+    """(description, what the result would be) for each slip this case can tell apart."""
+    penalty = want - data
+    N = ctx.denominator
+    slips: list[tuple[str, Any]] = []
+    if N > 1 and not np.isclose(N, 1.0):
+        if ctx.reduction == "mean":
+            slips.append((f"matches reduction='sum': N = {N:g} times the mean's; divide the data term by N", N * data))
+            slips.append((f"is N = {N:g} times too small: divided by N twice?", data / N))
+        else:
+            slips.append((f"matches reduction='mean': 1/N of the sum's (N = {N:g}); drop the 1/N", data / N))
+        slips = [(text, value + penalty) for text, value in slips]
+    reg = case.inputs.get("reg", 0.0)
+    if reg > 0 and (name == "loss" or name in ctx.kind.penalized):
+        slips += [
+            ("lacks the penalty term: it matches reg = 0", data),
+            (_convention(ctx.reg_scale * 2), data + 2 * penalty),
+            (_convention(ctx.reg_scale / 2), data + 0.5 * penalty),
+        ]
+    slips.append(("has the wrong sign: it is minus the right one (onehot - p instead of p - onehot?)", -want))
+    if np.ndim(want) == 2 and want.shape[0] == want.shape[1] and not np.allclose(data, data.T):
+        slips.append(("is transposed (its data term; square weights cannot tell by shape)", data.T + penalty))
+    return slips
+
+
+def _convention(scale: float) -> str:
+    return (
+        f"matches the reg_scale={float(scale)!r} convention (R = {scale:g} * reg * sum W^2), not the one asked for; "
+        f"pass --reg-scale {scale:g} if that is yours"
+    )
+
+
+def diagnose(ctx: Context, case: Case, loss: np.ndarray | None, got: dict[str, np.ndarray], comparisons) -> list[str]:
+    """Name the slip each wrong quantity matches; say when only the gradient is wrong."""
+    want_loss, want = ctx.oracle()
+    data_loss, data = ctx.oracle(reg=0.0) if ctx.kind.has_reg() else (want_loss, want)
+    hints = []
+    wrong = {c.label for c in comparisons if not c.ok}
+    quantities = [("loss", loss, want_loss, data_loss, False)] if loss is not None else []
+    quantities += [(name, got.get(name), want[name], data[name], True) for name in want]
+    for name, actual, expected, data_part, is_gradient in quantities:
+        if name not in wrong or actual is None or np.shape(actual) != np.shape(expected):
+            continue
+        if actual.dtype.kind not in "iuf" or not np.isfinite(actual).all():
+            continue
+        for text, candidate in _slips(ctx, case, name, np.asarray(expected, np.float64), data_part):
+            if np.shape(candidate) == np.shape(actual) and _matches(
+                actual, candidate, ctx.tol, is_gradient and ctx.gradient_scaled
+            ):
+                hints.append(f"{name} {text}")
+                break
+        else:
+            expected = np.asarray(expected, np.float64)
+            norm = float(np.sum(expected * expected))
+            factor = float(np.sum(actual * expected)) / norm if norm > 0 else 0.0
+            if factor and _matches(actual, factor * expected, ctx.tol, is_gradient and ctx.gradient_scaled):
+                hints.append(f"{name} is {factor:.6g} times the right one")
+            elif is_gradient and "loss" not in wrong and loss is not None:
+                hints.append(
+                    f"the loss is right but {name} is not its gradient: it is the gradient of a different function"
+                )
+    errors = [c.max_rel_error for c in comparisons if not c.ok]
+    if ctx.dtype == np.float64 and errors and all(0 < e <= tolerance(np.float32, "autodiff").rtol for e in errors):
+        hints.append(
+            f"the errors (max rel {max(errors):.1g}) are float32 rounding: the function computes in float32 "
+            "(an explicit float32, or JAX with x64 off); check it with --dtype float32, or compute in float64"
+        )
+    return hints
+
+
+# ----------------------------------------------------------------- the verdict
+def _loss_of(returned: Any, framework: ModuleType) -> tuple[np.ndarray | None, list[str], list[str]]:
+    """The loss as a 0-d array, problems, notes."""
+    arr, problem = _read(returned, "the loss", framework)
+    if problem:
+        return None, [problem], []
+    if arr.size != 1:
+        return None, [f"the loss has shape {arr.shape}; expected one number"], []
+    if arr.dtype.kind not in "iuf":
+        return None, [f"the loss has dtype {arr.dtype}; expected a real number"], []
+    notes = [f"the loss came as an array of shape {arr.shape}; its one value was taken"] if arr.ndim else []
+    return arr.reshape(()), [], notes
+
+
+def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseResult:
+    """The verdict on ``case`` from what ``call`` returned (``ctx.oracle()`` is the expected result)."""
+    notes = list(case.notes)
+    if call.printed:
+        lines = call.printed.strip().splitlines() or [""]
+        notes.append(f"the function printed {len(lines)} line(s), first: {lines[0][:100]!r}")
+    if call.warned:
+        notes.append("warnings raised inside the function: " + "; ".join(call.warned[:3]))
+    result = CaseResult(case.name, case.tier, FAIL, list(call.mutated), [], notes, np.nan, np.nan, call.traceback)
+    if call.error:
+        result.messages.append(call.error)
+        return result
+    if not (isinstance(call.result, tuple) and len(call.result) == 2):
+        result.messages.append(f"returned {type(call.result).__name__}, expected {ctx.kind.signature}")
+        return result
+    if call.by_autodiff:
+        notes.append(f"the loss came alone; its gradients are {framework.NAME}'s autodiff of it")
+    loss, problems, loss_notes = _loss_of(call.result[0], framework)
+    got, grad_problems = _gradients(ctx.kind, call.result[1], framework, named=call.by_autodiff)
+    result.messages += problems + grad_problems
+    result.notes += loss_notes
+    want_loss, want = ctx.oracle()
+    comparisons: list[Comparison] = [
+        compare(got[name], want[name], ctx.tol, label=name, gradient=ctx.gradient_scaled)
+        for name in want
+        if name in got
+    ]
+    for name, value in got.items():
+        if value.dtype != ctx.dtype and value.dtype.kind == "f":
+            result.notes.append(f"{name} came back as {value.dtype} for {ctx.dtype.name} inputs")
+    loss_comparison = None
+    if loss is not None:
+        if np.isnan(want_loss):  # the mean over no kept row: undefined, NaN as torch gives
+            if not np.isnan(loss):
+                result.warnings.append(f"the loss is {float(loss)!r} where no row is kept; the mean of nothing is NaN")
+        else:
+            loss_comparison = compare(loss, want_loss, ctx.tol, label="loss")
+    every = ([loss_comparison] if loss_comparison else []) + comparisons
+    result.max_abs_error = worst(c.max_abs_error for c in every)
+    result.max_rel_error = worst(c.max_rel_error for c in every)
+    gradients_right = all(comparisons) and not grad_problems
+    loss_wrong = loss_comparison is not None and not loss_comparison.ok
+    if case.relu_zeros and not gradients_right and not grad_problems:
+        _, other = ctx.oracle(relu_gate_at_zero=True)
+        if all(_matches(got[n], other[n], ctx.tol, ctx.gradient_scaled) for n in other if n in got):
+            comparisons = [compare(got[n], other[n], ctx.tol, label=n, gradient=ctx.gradient_scaled) for n in other]
+            gradients_right = True
+            result.notes.append("relu'(0) = 1 at the exact zeros of Z1: the other valid subgradient, accepted")
+    if (
+        case.tier == ROBUSTNESS
+        and gradients_right
+        and loss_wrong
+        and loss is not None
+        and not np.isfinite(loss)
+        and not result.messages
+    ):
+        names = ", ".join(c.label for c in comparisons)
+        verb = "match" if len(comparisons) > 1 else "matches"
+        error = worst(c.max_rel_error for c in comparisons)
+        cause = (
+            "a true class's probability underflows to 0 here (logits about 1000 apart), so -log(p_y) is inf "
+            "even after the max shift"
+            if np.isinf(loss)
+            else "an inf - inf or 0 * inf on the way (exp overflowing, or 0 * log 0)"
+        )
+        result.warnings.append(
+            f"the loss is {float(loss)} but the gradient is right ({names} {verb} to {error:.0e}, relative): "
+            f"{cause}; {STABLE_FORM}"
+        )
+        result.status = WARN
+        return result
+    failed = [c for c in ([loss_comparison] if loss_wrong else []) + comparisons if not c.ok]
+    result.messages += [c.message for c in failed]
+    if failed:
+        result.messages += diagnose(ctx, case, loss, got, failed)
+    if result.messages:
+        return result
+    result.status = WARN if result.warnings else PASS
+    return result
