@@ -114,17 +114,22 @@ def _block_loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: 
         np.exp(dS, out=dS)
         sums = dS @ ones
     exp_y = dS[rows, y]
+    factor = scale / sums
+    label_terms = exp_y * factor - scale  # eq. (6) at [i, y_i]: scale (p_iy - 1)
     if not stable:
         losses = -np.log(exp_y / sums)  # eq. (2) as the post writes it
     elif shifted:
         losses = np.log(sums) - (S[rows, y] - row_max)  # eq. (15)
     else:
-        losses = np.log(sums / exp_y)
+        ratio = sums / exp_y  # 1 / p_iy, to one rounding
+        losses = np.log(ratio)
+        # p_iy = 1 / ratio is exactly 1 where the other classes add less than eps, as with the max
+        # shift; exp_y * factor would round twice and leave p_iy - 1 at an ulp, not 0.
+        label_terms = scale / ratio - scale
         if exp_y.min() < _SMALLEST_NORMAL[S.dtype]:
             losses = np.where(exp_y >= _SMALLEST_NORMAL[S.dtype], losses, np.log(sums) - S[rows, y])
-    factor = scale / sums
     dS *= factor[:, None]  # scale * P
-    dS[rows, y] = exp_y * factor - scale  # eq. (6): dS = scale * (P - Y), Y never built
+    dS[rows, y] = label_terms  # eq. (6): dS = scale * (P - Y), Y never built
     return losses
 
 

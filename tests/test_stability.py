@@ -140,3 +140,21 @@ def test_a_label_whose_exp_underflows_has_the_exact_loss(variant, dtype, far):
     tol = tolerance(dtype, "autodiff")
     assert compare(loss, ref_loss, tol, label="loss").ok, (loss, ref_loss)
     assert compare(dS, ref_dS, tol, label="dS", dtype=dtype).ok
+
+
+# Row maxima t where exp(t) * (1 / exp(t)) is not exactly 1 in float64: there a product of the two would
+# leave p_y - 1 at an ulp.
+ROUNDING_TOPS = [t for t in np.linspace(1.0, 700.0, 4001) if np.exp(t) * (1 / np.exp(t)) != 1][::200][:3]
+
+
+@pytest.mark.parametrize("top", ROUNDING_TOPS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_row_certain_of_its_label_has_a_gradient_at_its_own_scale(variant, top):
+    # Found by the thorough hypothesis profile: p_y = 1 - e^-144 rounds to 1, so dS_y must be 0 (the other
+    # entry is e^-144), not an ulp of 1; judged at the gradient's own scale, an ulp is a 1e46-fold error.
+    S, y = np.array([[top, top - 144.0]]), np.array([0])
+    loss, dS = VARIANTS[variant].softmax_loss(S, y)
+    ref_loss, ref_dS = reference.softmax_loss(S, y)
+    tol = tolerance(np.float64, "autodiff")
+    assert compare(dS, ref_dS, tol, label=f"{variant} dS", gradient=True).ok, (dS, ref_dS)
+    assert compare(loss, ref_loss, tol, label=f"{variant} loss").ok
