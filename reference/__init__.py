@@ -1,9 +1,9 @@
 """The oracles: JAX autodiff of the losses, and finite differences.
 
-The package's own five functions are the autodiff oracle (``reference.autodiff``):
+The package's own six functions are the autodiff oracle (``reference.autodiff``):
 the losses of ``reference.losses`` differentiated by ``jax.value_and_grad`` and
 ``jax.jacobian``, in float64 inside a local x64 context. The second, independent
-oracle is ``reference.finite_differences``, with the same five functions. Nothing
+oracle is ``reference.finite_differences``, with the same six functions. Nothing
 here imports ``manual``: an oracle that shares the code it checks proves nothing.
 
 ``reference.check(fn, kind=...)`` checks a user's own implementation against the

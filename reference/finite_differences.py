@@ -7,7 +7,7 @@ differentiated numerically with the fourth-order central difference of eq. (16),
 
 whose truncation error is O(h^4): with ``h = 1e-3`` it is below 1e-12 for these
 smooth losses, and the rounding error stays near ``1e-13 * |f|``. The module
-exposes the same five functions as every variant, so it is an oracle like any
+exposes the same six functions as every variant, so it is an oracle like any
 other, and two helpers for any scalar function: ``central_difference`` (every
 entry) and ``directional_derivative`` (one random direction, for large arrays).
 
