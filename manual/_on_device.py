@@ -67,20 +67,19 @@ def check_on_device(
     ValueError: y[1] = 3 is out of range: labels must lie in [0, 3) for C = 3
     """
     named = {name: a for name, a in {**arrays, "weight": weight}.items() if a is not None}
-    for name, a in named.items():
-        if not jnp.issubdtype(a.dtype, jnp.floating):
-            raise TypeError(f"{name} must hold floating-point numbers on device, got dtype {a.dtype}")
+    for name, a in named.items():  # as the NumPy contract: real numbers; integers are computed in float64
+        if a.dtype == jnp.bool_ or not (jnp.issubdtype(a.dtype, jnp.floating) or jnp.issubdtype(a.dtype, jnp.integer)):
+            raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
     if weight is not None and weight.shape != (n_classes,):
         raise ValueError(f"weight has shape {weight.shape}, expected (C,) = ({n_classes},)")
     soft = jnp.issubdtype(y.dtype, jnp.floating)
     if not soft and not jnp.issubdtype(y.dtype, jnp.integer):
         raise TypeError(f"y must hold integer class labels or floating soft targets, got dtype {y.dtype}")
     exempt = 0 if ignore_index is None else ignore_index  # label 0 is never out of range: exempting it exempts none
-    # The one explicit transfer: a handful of indices (jax.device_get, allowed under a transfer guard).
     wide = any(a.dtype.itemsize == 8 for a in (*named.values(), y))  # 64-bit arrays are read in 64-bit mode
     with jax.enable_x64(wide):
         bad = _first_bad_entries(tuple(named.values()), y, weight, jnp.asarray(exempt), n_classes=n_classes)
-    found = jax.device_get(bad)
+    found = jax.device_get(bad)  # the one transfer to the host: a handful of indices
     for (name, a), index in zip(named.items(), found, strict=False):
         if index >= 0:
             where = tuple(int(i) for i in np.unravel_index(int(index), a.shape))

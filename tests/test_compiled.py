@@ -135,3 +135,15 @@ def test_an_ignore_index_outside_the_classes_is_exempt_on_device_too():
     loss, dS = compiled.softmax_loss(S, y, ignore_index=-100)
     expected = compiled.softmax_loss(np.asarray(S), np.asarray(y), ignore_index=-100)
     assert np.isclose(float(loss), expected[0], rtol=1e-6) and np.allclose(np.asarray(dS), expected[1], atol=1e-7)
+
+
+def test_integer_scores_on_device_are_computed_in_float64_as_numpy_ones_are():
+    S = np.arange(12).reshape(3, 4) % 5
+    y = np.array([0, 3, 1])
+    with jax.enable_x64(True):
+        loss, dS = compiled.softmax_loss(jnp.asarray(S), jnp.asarray(y))
+    expected_loss, expected_dS = compiled.softmax_loss(S, y)
+    assert dS.dtype == np.float64 and np.isclose(float(loss), expected_loss, rtol=1e-14)
+    assert np.allclose(np.asarray(dS), expected_dS, rtol=1e-14, atol=0)
+    with pytest.raises(TypeError, match="scores must hold real numbers"):
+        compiled.softmax_loss(jnp.zeros((2, 2), bool), jnp.array([0, 1]))
