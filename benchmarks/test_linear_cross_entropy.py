@@ -20,14 +20,13 @@ Plain ``pytest`` runs each contender once on a tiny workload as a smoke test.
 from __future__ import annotations
 
 import functools
-import tracemalloc
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks.workloads import LINEAR_CE, LINEAR_CE_SMOKE, linear_ce_inputs
+from benchmarks.workloads import LINEAR_CE, LINEAR_CE_SMOKE, linear_ce_inputs, working_memory
 from manual import compiled, vectorized
 from reference import losses
 
@@ -78,18 +77,6 @@ NUMPY = {
     "vectorized": vectorized.linear_cross_entropy,
     "numpy rows blocked": numpy_rows_blocked,
 }
-
-
-def working_memory(call) -> int:
-    """Peak bytes allocated during ``call()`` (tracemalloc), less the gradients it returns."""
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    try:
-        _, grads = call()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak - sum(g.nbytes for g in grads.values())
 
 
 def shapes(config) -> list[tuple[int, int, int]]:

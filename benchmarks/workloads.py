@@ -11,6 +11,8 @@ label smoothing, z-loss, soft-capping), beside the same shapes without them.
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 
 WITH_OPTIONS = "softmax_loss with options"
@@ -121,3 +123,15 @@ def linear_ce_inputs(shape: tuple[int, int, int], dtype: type = np.float32, seed
     X = rng.standard_normal((N, D), dtype=np.float32).astype(dtype)
     W = (rng.standard_normal((D, V), dtype=np.float32) / np.sqrt(D)).astype(dtype)
     return X, W, rng.integers(0, V, N)
+
+
+def working_memory(call) -> int:
+    """Peak bytes NumPy allocated during ``call()`` (tracemalloc), less the gradients it returns."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        _, grads = call()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - sum(g.nbytes for g in grads.values())

@@ -8,7 +8,6 @@ docs/derivation.md.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from manual._forward import l2_penalty, two_layer_forward
 from manual._options import RowScales, class_chunk_width, label_weights, row_scales
+from softmax_grad import contract
 from softmax_grad.contract import (
     TEXTBOOK,
     LossOptions,
@@ -43,14 +43,6 @@ def _softmax_rows(S: np.ndarray) -> np.ndarray:
 # same; blocks under 256 KiB lose to the dozen NumPy calls that each block costs.
 BLOCK_BYTES = 1 << 20
 _SMALLEST_NORMAL = {np.dtype(t): float(np.finfo(t).tiny) for t in (np.float32, np.float64)}
-
-
-@functools.lru_cache(maxsize=16)
-def _ones(n: int, dtype: np.dtype) -> np.ndarray:
-    """The ones vector of the row sums ``dS @ 1``, kept between calls (read-only)."""
-    ones = np.ones(n, dtype)
-    ones.flags.writeable = False
-    return ones
 
 
 def _row_blocks(N: int, C: int, itemsize: int) -> Iterator[slice]:
@@ -105,7 +97,7 @@ def _block_loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: 
     block is done again with the max shift (eq. 14).
     """
     rows = np.arange(S.shape[0])
-    ones = _ones(S.shape[1], S.dtype)
+    ones = contract.ones(S.shape[1], S.dtype)
     np.exp(S, out=dS)
     sums = dS @ ones  # row sums by BLAS: the cheapest pass over the block
     shifted = stable and not _shift_is_free(sums, scale, S.dtype)

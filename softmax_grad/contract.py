@@ -71,12 +71,12 @@ def _surely_finite(arr: np.ndarray) -> bool:
     check clears.
     """
     with np.errstate(all="ignore"):  # inf - inf inside the sum is the case being looked for
-        return math.isfinite(float((arr @ _ones(arr.shape[-1], arr.dtype)).sum()))
+        return math.isfinite(float((arr @ ones(arr.shape[-1], arr.dtype)).sum()))
 
 
 @functools.lru_cache(maxsize=32)
-def _ones(n: int, dtype: np.dtype) -> np.ndarray:
-    """A read-only ones vector, kept: the finiteness check runs on every call of every function."""
+def ones(n: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only ones vector, kept between calls: row sums by BLAS (``A @ 1``) in the checks and the variants."""
     ones = np.ones(n, dtype)
     ones.flags.writeable = False
     return ones

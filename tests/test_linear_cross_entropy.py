@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tracemalloc
 from pathlib import Path
 
 import jax
@@ -21,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks.workloads import working_memory
 from manual import compiled, vectorized
 from softmax_grad.cases import Case, compare_results
 from tests.conftest import ORACLES, VARIANTS
@@ -145,18 +145,6 @@ def test_float32_at_vocabulary_scale_agrees_with_the_float64_oracle(variant, opt
 
 
 # ------------------------------------------------------------- memory
-def working_memory(call) -> int:
-    """Peak bytes NumPy allocated during ``call()``, less the arrays it returned (tracemalloc)."""
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    try:
-        _, grads = call()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak - sum(g.nbytes for g in grads.values())
-
-
 @pytest.mark.parametrize("chunk", [7, 1000, None], ids=["chunk 7", "chunk 1000", "default"])
 def test_the_chunked_vectorized_path_never_holds_the_logits(chunk):
     rng = np.random.default_rng(0)
