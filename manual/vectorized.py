@@ -9,7 +9,7 @@ docs/derivation.md.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import numpy as np
 
@@ -39,8 +39,8 @@ def _softmax_rows(S: np.ndarray) -> np.ndarray:
 
 # Rows are processed in blocks of about this many bytes, so that each block's passes after
 # the first read it from the core's L2 cache. Measured at 4096x1000 (issue 14): the options
-# path, with its many passes, takes half the time of whole-array passes; the plain path the
-# same; blocks under 256 KiB lose to the dozen NumPy calls that each block costs.
+# path, with its many passes, takes half the time of whole-array passes; for the plain path
+# (exp, row sums, scaling a block) 256 KiB to 1 MiB are within noise of each other, 2 MiB slower.
 BLOCK_BYTES = 1 << 20
 _SMALLEST_NORMAL = {np.dtype(t): float(np.finfo(t).tiny) for t in (np.float32, np.float64)}
 
@@ -52,8 +52,7 @@ def _row_blocks(N: int, C: int, itemsize: int) -> Iterator[slice]:
         yield slice(start, min(start + rows, N))
 
 
-@contextmanager
-def _row_broadcasts_unbuffered(S: np.ndarray) -> Iterator[None]:
+def _row_broadcasts_unbuffered(S: np.ndarray) -> AbstractContextManager[None]:
     """Let ``(n, C) op (n, 1)`` run as C-long contiguous loops rather than through NumPy's buffer.
 
     NumPy stages a row broadcast through its 8192-element buffer whenever two rows
@@ -64,9 +63,13 @@ def _row_broadcasts_unbuffered(S: np.ndarray) -> Iterator[None]:
     """
     C = S.shape[1]
     if C < 64 or S.size < 1 << 15:
-        yield
-        return
-    previous = np.setbufsize(min(8192, C // 16 * 16))
+        return nullcontext()
+    return _buffer_size(min(8192, C // 16 * 16))
+
+
+@contextmanager
+def _buffer_size(size: int) -> Iterator[None]:
+    previous = np.setbufsize(size)
     try:
         yield
     finally:
@@ -86,63 +89,73 @@ def _shift_is_free(sums: np.ndarray, scale: float, dtype: np.dtype) -> bool:
     return bool(sums.min() >= 1 and sums.max() <= scale / _SMALLEST_NORMAL[dtype])
 
 
-def _block_loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool, dS: np.ndarray) -> np.ndarray:
-    """One block of rows: ``dS = scale (P - Y)`` written into ``dS``; returns the sample losses ``L_i``.
+def _normalized_rows(
+    S: np.ndarray, y: np.ndarray, scale: float, shift: np.ndarray | None, out: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``out = scale exp(S - shift) / sums`` row by row (eqs. 6, 14; no label term yet).
 
-    ``exp(S)`` first, unshifted: where ``_shift_is_free`` holds, that saves the
-    max and subtract passes, and the shift is folded into the loss instead:
-    ``L_i = log(sums_i / exp(S_iy))`` (eq. 15 with the shift ``S_iy``), exact to
-    rounding while ``exp(S_iy)`` is normal, else ``log(sums_i) - S_iy``, which is
-    then at least 708 (float64), so its rounding is relative. Otherwise the
-    block is done again with the max shift (eq. 14).
+    Returns ``sums`` and ``exp(S_iy - shift_i)``; ``shift`` None is the shift 0.
+
+    Four NumPy calls and a gather, each on rows that sit in cache.
     """
-    rows = np.arange(S.shape[0])
-    ones = contract.ones(S.shape[1], S.dtype)
-    np.exp(S, out=dS)
-    sums = dS @ ones  # row sums by BLAS: the cheapest pass over the block
-    shifted = stable and not _shift_is_free(sums, scale, S.dtype)
-    if shifted:
-        row_max = S.max(axis=1)
-        np.subtract(S, row_max[:, None], out=dS)  # eq. (14)
-        np.exp(dS, out=dS)
-        sums = dS @ ones
-    exp_y = dS[rows, y]
-    factor = scale / sums
-    label_terms = exp_y * factor - scale  # eq. (6) at [i, y_i]: scale (p_iy - 1)
-    if not stable:
-        losses = -np.log(exp_y / sums)  # eq. (2) as the post writes it
-    elif shifted:
-        losses = np.log(sums) - (S[rows, y] - row_max)  # eq. (15)
+    if shift is None:
+        np.exp(S, out=out)
     else:
-        ratio = sums / exp_y  # 1 / p_iy, to one rounding
-        losses = np.log(ratio)
-        # p_iy = 1 / ratio is exactly 1 where the other classes add less than eps, as with the max
-        # shift; exp_y * factor would round twice and leave p_iy - 1 at an ulp, not 0.
-        label_terms = scale / ratio - scale
-        if exp_y.min() < _SMALLEST_NORMAL[S.dtype]:
-            losses = np.where(exp_y >= _SMALLEST_NORMAL[S.dtype], losses, np.log(sums) - S[rows, y])
-    dS *= factor[:, None]  # scale * P
-    dS[rows, y] = label_terms  # eq. (6): dS = scale * (P - Y), Y never built
-    return losses
+        np.subtract(S, shift[:, None], out=out)  # eq. (14)
+        np.exp(out, out=out)
+    sums = out @ contract.ones(S.shape[1], S.dtype)  # row sums by BLAS: the cheapest pass over the rows
+    exp_y = out[np.arange(S.shape[0]), y]
+    out *= (scale / sums)[:, None]  # scale * P
+    return sums, exp_y
 
 
 def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) -> tuple[float, np.ndarray]:
     """Sum of L_i times ``scale``, and ``dS = scale (P - Y)`` (eqs. 6, 14, 15), block by block of rows.
 
-    ``dS`` is the only (N, C) allocation: each block is exponentiated,
-    normalized and scaled in place, then ``scale`` is subtracted at ``[i, y_i]``;
-    ``P`` and the one-hot ``Y`` are never materialized. The sample losses are
-    summed in float64 whatever the scores' dtype.
+    ``dS`` is the only (N, C) allocation: each block of rows is exponentiated
+    with the shift 0, summed and scaled in place while it sits in cache
+    (``_normalized_rows``). Rows where that shift is not provably as good as
+    the max (``_shift_is_free``) are done again with the max shift; with the
+    default ``stable=True`` that is the rare case. Then, on (N,) vectors,
+    the sample losses and the label entries: ``scale`` is subtracted at
+    ``[i, y_i]``, so ``P`` and the one-hot ``Y`` are never materialized. The
+    sample losses are summed in float64 whatever the scores' dtype.
     """
     N, C = S.shape
     dS = np.empty_like(S)
-    losses = np.empty(N)
-    # The stable form lets exp(S) overflow on purpose (then redoes the block); the literal one warns as NumPy does.
+    sums, exp_y = np.empty(N, S.dtype), np.empty(N, S.dtype)
+    shift = None
+    # The stable form lets exp(S) overflow on purpose (then redoes the rows); the literal one warns as NumPy does.
     quiet = np.errstate(over="ignore", divide="ignore", invalid="ignore") if stable else nullcontext()
     with _row_broadcasts_unbuffered(S), quiet:
         for block in _row_blocks(N, C, S.itemsize):
-            losses[block] = _block_loss_and_dscores(S[block], y[block], scale, stable, dS[block])
-    return scale * float(losses.sum()), dS
+            sums[block], exp_y[block] = _normalized_rows(S[block], y[block], scale, None, dS[block])
+        if stable and not _shift_is_free(sums, scale, S.dtype):
+            shift = np.zeros(N, S.dtype)
+            again = np.flatnonzero(~((sums >= 1) & (sums <= scale / _SMALLEST_NORMAL[S.dtype])))
+            for block in _row_blocks(again.size, C, S.itemsize):
+                rows = again[block]
+                S_rows = S[rows]  # a copy: these rows, gathered
+                shift[rows] = S_rows.max(axis=1)
+                sums[rows], exp_y[rows] = _normalized_rows(S_rows, y[rows], scale, shift[rows], S_rows)
+                dS[rows] = S_rows
+        rows = np.arange(N)
+        if stable:
+            ratio = sums / exp_y  # 1 / p_iy, to one rounding
+            losses = np.log(ratio)  # eq. (15) with the shift S_iy
+            # p_iy = 1 / ratio is exactly 1 where the other classes add less than eps; the scaled
+            # dS[i, y_i] rounded twice and would leave p_iy - 1 at an ulp, not 0.
+            dS[rows, y] = scale / ratio - scale  # eq. (6): dS = scale * (P - Y), Y never built
+            # Past 1 / (smallest normal), exp_y is subnormal or the ratio overflowed, so log(ratio) lost
+            # digits; the loss is then over 708 (float64) and eq. (15) with the row's own shift is exact.
+            largest = 1 / _SMALLEST_NORMAL[S.dtype]
+            if ratio.max() > largest:
+                S_y = S[rows, y] if shift is None else S[rows, y] - shift
+                losses = np.where(ratio <= largest, losses, np.log(sums) - S_y)
+        else:
+            losses = -np.log(exp_y / sums)  # eq. (2) as the post writes it
+            dS[rows, y] -= scale
+    return scale * float(losses.sum(dtype=np.float64)), dS
 
 
 def _block_loss_and_dscores_with_options(

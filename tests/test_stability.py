@@ -142,6 +142,23 @@ def test_a_label_whose_exp_underflows_has_the_exact_loss(variant, dtype, far):
     assert compare(dS, ref_dS, tol, label="dS", dtype=dtype).ok
 
 
+# Rows whose sums need no shift (exp(top) is finite) but whose label lies so far below the top that
+# sums / exp(S_iy) = exp(top - S_iy) overflows: the loss is top - S_iy, finite. Each row alone, so
+# that no other row of its block takes it down the max-shift path.
+WIDE_ROWS = [(np.float64, 639.0, -213.0), (np.float64, 700.0, -10.0), (np.float32, 80.0, -20.0)]
+
+
+@pytest.mark.parametrize(("dtype", "top", "label_score"), WIDE_ROWS, ids=["f64-852", "f64-710", "f32-100"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_label_further_below_the_top_than_the_float_range_has_a_finite_loss(variant, dtype, top, label_score):
+    S, y = np.array([[top, label_score, 0.0]], dtype), np.array([1])
+    loss, dS = VARIANTS[variant].softmax_loss(S, y)
+    ref_loss, ref_dS = reference.softmax_loss(S, y)
+    tol = tolerance(dtype, "autodiff")
+    assert compare(loss, ref_loss, tol, label="loss").ok, (loss, ref_loss)
+    assert compare(dS, ref_dS, tol, label="dS", dtype=dtype).ok
+
+
 # Row maxima t where exp(t) * (1 / exp(t)) is not exactly 1 in float64: there a product of the two would
 # leave p_y - 1 at an ulp.
 ROUNDING_TOPS = [t for t in np.linspace(1.0, 700.0, 4001) if np.exp(t) * (1 / np.exp(t)) != 1][::200][:3]
