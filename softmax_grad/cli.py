@@ -70,6 +70,7 @@ def _benchmarks_dir() -> Path | None:
 
 
 def _machine() -> str:
+    """The report's header: CPU model, cores, the widest SIMD that NumPy's kernels use, and the versions timed."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -78,7 +79,37 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    return f"Machine: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, {platform.system()}"
+    simd = _widest_simd()
+    versions = ", ".join(f"{name} {_version(name)}" for name in ("numpy", "jax"))
+    return (
+        f"Machine: {cpu}, {os.cpu_count()} cores{f', {simd}' if simd else ''}; "
+        f"Python {platform.python_version()}, {versions}, {platform.system()}"
+    )
+
+
+def _widest_simd() -> str:
+    """``"AVX-512"``, ``"AVX2"`` or ``"NEON"``: which of NumPy's ``exp`` kernels runs, and so its floor.
+
+    An AVX-512 ``exp`` runs near memory speed; an AVX2 one is bound by its own
+    arithmetic (issue 14), so a report must say which machine it comes from.
+    """
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # the module moved: say nothing rather than guess
+        return ""
+    for feature, name in (("AVX512F", "AVX-512"), ("AVX2", "AVX2"), ("ASIMD", "NEON")):
+        if features.get(feature):
+            return f"{name} (NumPy's widest SIMD here)"
+    return ""
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -123,3 +123,17 @@ def test_linear_cross_entropy_memory_sits_beside_time(tmp_path):
     assert "## Linear cross-entropy: time and working memory" in markdown
     assert "| vectorized | 2.50 s | 2.75 s | 4.0 MiB | 1.25 | 0.062 |" in markdown
     assert "| compiled core | 1.20 s | 1.32 s | 5.0 MiB | 1.20 | 0.050 |" in markdown
+
+
+def test_the_report_header_names_the_cpu_its_simd_and_the_versions_timed():
+    import numpy as np
+    from numpy._core._multiarray_umath import __cpu_features__ as features
+
+    from softmax_grad.cli import _machine
+
+    header = _machine()
+    assert header.startswith("Machine: ") and "cores" in header
+    assert f"numpy {np.__version__}" in header and "jax " in header
+    expected = "AVX-512" if features.get("AVX512F") else "AVX2" if features.get("AVX2") else None
+    if expected is not None:
+        assert expected in header, header
