@@ -89,6 +89,11 @@ def _shift_is_free(sums: np.ndarray, scale: float, dtype: np.dtype) -> bool:
     return bool(sums.min() >= 1 and sums.max() <= scale / _SMALLEST_NORMAL[dtype])
 
 
+def _rows_needing_the_shift(sums: np.ndarray, scale: float, dtype: np.dtype) -> np.ndarray:
+    """Indices of the rows that fail ``_shift_is_free``'s test, row by row (NaN fails it too)."""
+    return np.flatnonzero(~((sums >= 1) & (sums <= scale / _SMALLEST_NORMAL[dtype])))
+
+
 def _normalized_rows(
     S: np.ndarray, y: np.ndarray, scale: float, shift: np.ndarray | None, out: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -132,13 +137,13 @@ def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) 
             sums[block], exp_y[block] = _normalized_rows(S[block], y[block], scale, None, dS[block])
         if stable and not _shift_is_free(sums, scale, S.dtype):
             shift = np.zeros(N, S.dtype)
-            again = np.flatnonzero(~((sums >= 1) & (sums <= scale / _SMALLEST_NORMAL[S.dtype])))
+            again = _rows_needing_the_shift(sums, scale, S.dtype)
             for block in _row_blocks(again.size, C, S.itemsize):
                 rows = again[block]
                 S_rows = S[rows]  # a copy: these rows, gathered
-                shift[rows] = S_rows.max(axis=1)
-                sums[rows], exp_y[rows] = _normalized_rows(S_rows, y[rows], scale, shift[rows], S_rows)
-                dS[rows] = S_rows
+                row_max = S_rows.max(axis=1)
+                sums[rows], exp_y[rows] = _normalized_rows(S_rows, y[rows], scale, row_max, S_rows)
+                dS[rows], shift[rows] = S_rows, row_max
         rows = np.arange(N)
         if stable:
             ratio = sums / exp_y  # 1 / p_iy, to one rounding
