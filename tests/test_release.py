@@ -1,4 +1,4 @@
-"""One version everywhere it is written, and a CITATION.cff with the fields CFF 1.2.0 requires.
+"""One version everywhere it is written (README's BibTeX block too), and a CITATION.cff with the fields CFF 1.2.0 requires.
 
 The full schema check runs in CI (``cffconvert --validate`` in .ci/run); this
 test keeps the facts in step without a YAML parser.
@@ -21,6 +21,8 @@ def test_version_is_the_same_in_pyproject_citation_changelog_and_package():
     assert re.search(rf"^version: {re.escape(version)}$", citation, re.MULTILINE)
     assert f"## {version} " in (ROOT / "CHANGELOG.md").read_text()
     assert softmax_grad.__version__ == version
+    bibtex = re.search(r"^  version = \{([^}]*)\},$", (ROOT / "README.md").read_text(), re.MULTILINE)
+    assert bibtex and bibtex.group(1) == version, "README's BibTeX block names another version"
 
 
 def test_citation_has_the_required_and_asked_for_fields():
