@@ -69,8 +69,8 @@ def test_stable_flag_must_be_a_bool(variant):
         VARIANTS[variant].softmax_loss(np.zeros((1, 2)), [0], stable="no")
 
 
-# The vectorized variant takes exp(S) unshifted when its row sums lie in [1, scale / smallest normal]
-# (manual.vectorized._shift_is_free), else the max shift. Each edge from both sides, then far past
+# The tuned variant takes exp(S) unshifted when its row sums lie in [1, scale / smallest normal]
+# (manual.tuned._shift_is_free), else the max shift. Each edge from both sides, then far past
 # each: a probe row [t, t - 50, t - 60] has row sums exp(t) (1 + 2e-22), so its edges are t = 0 and
 # t = log(scale / smallest normal), 708 - log N in float64 and 87.3 - log N in float32.
 def probe_scores(dtype: type, t: float, N: int = 6) -> np.ndarray:
@@ -112,8 +112,8 @@ def probe_offset(dtype: type, name: str) -> float:
 @pytest.mark.parametrize(
     ("dtype", "name", "free"), SHIFT_PATHS, ids=[f"{d.__name__}-{n.replace(' ', '-')}" for d, n, _ in SHIFT_PATHS]
 )
-def test_vectorized_skips_the_shift_only_where_it_is_free_and_agrees_either_way(dtype, name, free):
-    from manual import vectorized
+def test_tuned_skips_the_shift_only_where_it_is_free_and_agrees_either_way(dtype, name, free):
+    from manual import tuned
 
     S = probe_scores(dtype, probe_offset(dtype, name))
     N = S.shape[0]
@@ -121,12 +121,12 @@ def test_vectorized_skips_the_shift_only_where_it_is_free_and_agrees_either_way(
         sums = np.exp(S.astype(np.float64)).sum(axis=1).astype(dtype)
     y = np.array([0, 2, 1, 2, 0, 1])
     for reduction in ("mean", "sum"):
-        loss, dS = vectorized.softmax_loss(S, y, reduction=reduction)
+        loss, dS = tuned.softmax_loss(S, y, reduction=reduction)
         ref_loss, ref_dS = reference.softmax_loss(S, y, reduction=reduction)
         tol = tolerance(dtype, "autodiff")
         assert compare(dS, ref_dS, tol, label=f"dS {reduction}", dtype=dtype).ok
         assert compare(loss, ref_loss, tol, label=f"loss {reduction}").ok
-    assert vectorized._shift_is_free(sums, 1.0 / N, S.dtype) is free
+    assert tuned._shift_is_free(sums, 1.0 / N, S.dtype) is free
 
 
 @pytest.mark.parametrize(("dtype", "far"), [(np.float64, -800.0), (np.float32, -100.0)], ids=["float64", "float32"])
