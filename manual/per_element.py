@@ -185,8 +185,9 @@ def softmax_loss(
     """Softmax cross-entropy loss and dL/dscores, each entry by the two-case formula.
 
     Loss eq. (4) from sample losses eq. (2); gradient eq. (5):
-    ``dL/dS[i, j] = (P[i, j] - [j == y_i]) / N``, without the ``1/N`` for ``"sum"``.
-    With options, each entry by eq. (24).
+    ``dL/dS[i, j] = (P[i, j] - [j == y_i]) / N``, without the ``1/N`` for ``"sum"``,
+    the label's case by eq. (30): ``-(sum over j != y_i of e_ij) / sum_j e_ij / N``.
+    With options, each entry by eq. (24), the label's by eq. (30).
 
     Args:
         scores: (N, C) real array ``S``.
@@ -308,7 +309,9 @@ def linear_cross_entropy(
     """Linear cross-entropy (eq. 25), every logit and every gradient entry by loops over i, j, d.
 
     The loop over classes is the online log-sum-exp of eq. (26) with chunks of
-    one class: ``m' = max(m, Z_ij)``, ``s' = s exp(m - m') + exp(Z_ij - m')``.
+    one class: ``m' = max(m, Z_ij)``, ``s' = s exp(m - m') + exp(Z_ij - m')``,
+    the sum taken over the classes other than the label and the label's logit
+    kept aside, so that its entry comes from eq. (30).
     A second loop over the classes recomputes each logit and spends its
     ``dS_ij`` (eq. 24) at once (eq. 27): ``dX[i, d] += dS_ij W[d, j]``,
     ``dW[d, j] += X[i, d] dS_ij``, ``db[j] += dS_ij``. No row of logits is

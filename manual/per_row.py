@@ -2,7 +2,8 @@
 
 The middle step of the source post: the loop over classes ``j`` is gone, so the
 ``j == y_i`` case becomes "fill the row as if no class were correct, then
-subtract at ``y_i``". Weight gradients accumulate one outer product per sample
+subtract at ``y_i``" (here: set the entry at ``y_i`` from the other classes'
+share, eq. 30, which does not cancel). Weight gradients accumulate one outer product per sample
 (``dW2 += outer(H1[i], dS[i])``), bias gradients one row per sample
 (``db2 += dS[i]``). Equation numbers refer to docs/derivation.md.
 """
@@ -158,8 +159,9 @@ def softmax_loss(
     """Softmax cross-entropy loss and dL/dscores, one sample row at a time.
 
     Loss eq. (4) from sample losses eq. (2); gradient eq. (5) as a row:
-    ``dS[i] = P[i] / N``, then ``dS[i, y_i] -= 1 / N`` (no ``1/N`` for ``"sum"``).
-    With options, eq. (24) row by row.
+    ``dS[i] = P[i] / N``, then the label's entry set by eq. (30),
+    ``-(sum of e[i, others]) / sum of e[i] / N`` (no ``1/N`` for ``"sum"``).
+    With options, eq. (24) row by row, the label's entry by eq. (30).
 
     Args:
         scores: (N, C) real array ``S``.

@@ -78,10 +78,13 @@ def _label_nll(Z: jax.Array, labels: jax.Array) -> jax.Array:
     N, C = Z.shape
     if C == 1:
         return jnp.zeros(N, Z.dtype)
+    # Both terms of t_i relative to the row max, as jax.nn.log_softmax does (eq. 14): t_i is the difference of
+    # two numbers as large as the logits otherwise, and at 1.7e308 it would round to 0.
+    shifted = Z - jax.lax.stop_gradient(Z.max(axis=1, keepdims=True))
     is_label = jnp.arange(C) == labels[:, None]
-    log_others = jax.nn.logsumexp(jnp.where(is_label, -jnp.inf, Z), axis=1)  # log sum_{j != y_i} e^{Z_ij}
-    Z_y = jnp.take_along_axis(Z, labels[:, None], axis=1)[:, 0]
-    return jax.nn.softplus(log_others - Z_y)  # log(1 + e^{t_i}) = -log p_iy
+    log_others = jax.nn.logsumexp(jnp.where(is_label, -jnp.inf, shifted), axis=1)  # log sum_{j != y_i} e^{Z_ij - m_i}
+    shifted_y = jnp.take_along_axis(shifted, labels[:, None], axis=1)[:, 0]
+    return jax.nn.softplus(log_others - shifted_y)  # log(1 + e^{t_i}) = -log p_iy
 
 
 def l2_penalty(reg: float, *weights: jax.Array) -> jax.Array:

@@ -167,8 +167,9 @@ ROUNDING_TOPS = [t for t in np.linspace(1.0, 700.0, 4001) if np.exp(t) * (1 / np
 @pytest.mark.parametrize("top", ROUNDING_TOPS)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_a_row_certain_of_its_label_has_a_gradient_at_its_own_scale(variant, top):
-    # Found by the thorough hypothesis profile: p_y = 1 - e^-144 rounds to 1, so dS_y must be 0 (the other
-    # entry is e^-144), not an ulp of 1; judged at the gradient's own scale, an ulp is a 1e46-fold error.
+    # Found by the thorough hypothesis profile: p_y = 1 - e^-144 rounds to 1, and dS_y = p_y - 1 must not be an
+    # ulp of 1: judged at the gradient's own scale, that is a 1e46-fold error. By eq. (30) it is -e^-144, the
+    # other entry's negative (0.2 gave 0 here; the oracle, written with eq. 30's softplus, gives -e^-144).
     S, y = np.array([[top, top - 144.0]]), np.array([0])
     loss, dS = VARIANTS[variant].softmax_loss(S, y)
     ref_loss, ref_dS = reference.softmax_loss(S, y)
