@@ -52,7 +52,7 @@ def _loss_and_dscores(S: np.ndarray, y: np.ndarray, reduction: str, stable: bool
     else:
         L = -np.log(P[rows, y])  # eq. (2), as the source post writes it
     dS = (P - Y) / n  # eq. (6)
-    dS[Y] = -np.sum(E, axis=1, where=~Y) / sigma[:, 0] / n  # eq. (30): p_iy - 1 without cancellation
+    dS[rows, y] = -np.sum(E, axis=1, where=~Y) / sigma[:, 0] / n  # eq. (30): p_iy - 1 without cancellation
     return float(L.sum(dtype=np.float64)) / n, dS
 
 
@@ -88,8 +88,8 @@ def _loss_and_dscores_with_options(
     dZ = r * (a * P - Q)  # eq. (24), the cross-entropy term
     if labels is not None:
         q_y, rest = label_entry_weights(labels, options, C, S.dtype)  # q_iy and a_i - q_iy
-        r_i = r[:, 0]
-        dZ[Y] = r_i * rest * P[Y] - r_i * q_y * np.sum(E, axis=1, where=~Y) / sigma[:, 0]  # eq. (30)
+        rows, r_i = np.arange(N), r[:, 0]
+        dZ[rows, labels] = r_i * rest * P[rows, labels] - r_i * q_y * np.sum(E, axis=1, where=~Y) / sigma[:, 0]  # (30)
     if z:
         dZ += 2 * z * u * lse * P  # eq. (24), the z-loss term, added apart from r a P (it may cancel)
     dS = dZ if c is None else dZ * (1 - (Z / c) ** 2)  # eq. (17)'s chain factor
