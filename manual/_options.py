@@ -74,3 +74,22 @@ def label_weights(labels: np.ndarray, options: LossOptions, C: int, dtype: np.dt
     e, w = options.label_smoothing, options.weight
     w_y = np.ones(labels.shape[0], dtype) if w is None else w[labels]
     return w_y, (1 - e) * w_y + (e / C) * float(C if w is None else w.sum(dtype=np.float64))
+
+
+def label_entry_weights(
+    labels: np.ndarray, options: LossOptions, C: int, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """``q_{i y_i}`` and ``a_i - q_{i y_i}`` of eq. (30), integer labels, as (N,) arrays.
+
+    ``q_{i y_i} = ((1-e) + e/C) w_{y_i}`` and ``a_i - q_{i y_i} = (e/C) sum_{j != y_i} w_j``, the second
+    formed directly: ``a_i - q_{i y_i}`` by subtraction would cancel when ``e`` is small.
+
+    >>> from softmax_grad.contract import LossOptions
+    >>> q_y, rest = label_entry_weights(np.array([1]), LossOptions(label_smoothing=0.3), 3, np.float64)
+    >>> q_y.round(6).tolist(), rest.round(6).tolist()
+    ([0.8], [0.2])
+    """
+    e, w = options.label_smoothing, options.weight
+    w_y = np.ones(labels.shape[0], dtype) if w is None else w[labels]
+    others = (C - 1) * np.ones_like(w_y) if w is None else float(w.sum(dtype=np.float64)) - w_y
+    return ((1 - e) + e / C) * w_y, ((e / C) * others).astype(dtype, copy=False)

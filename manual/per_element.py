@@ -78,17 +78,25 @@ def _loss_and_dscores(
             total += exp_scores[i, j]
         lse = shift[i] + np.log(total)
         a, q_dot_z = 0.0, 0.0
+        others, q_others = 0.0, 0.0  # eq. (30): sums over the classes j != y_i, each taken apart
         for j in range(C):
             q_ij = _target_entry(y, i, j, label, w, e)
             a += q_ij
             q_dot_z += q_ij * (Z[i, j] - shift[i])
+            if j != label:
+                others += exp_scores[i, j]
+                q_others += q_ij
         if options.plain and not stable:
             loss += float(-np.log(exp_scores[i, label] / total)) / (N if reduction == "mean" else 1)  # eq. (2)
         else:
             loss += float(r[i] * (a * np.log(total) - q_dot_z) + z * u[i] * lse * lse)  # eqs. (19), (21)
         for j in range(C):
             p_ij = exp_scores[i, j] / total
-            dZ_ij = r[i] * (a * p_ij - _target_entry(y, i, j, label, w, e)) + 2 * z * u[i] * lse * p_ij  # eq. (24)
+            q_ij = _target_entry(y, i, j, label, w, e)
+            if j == label:  # eq. (30): a p_iy - q_iy = (a - q_iy) p_iy - q_iy (1 - p_iy), 1 - p_iy = others / total
+                dZ_ij = r[i] * q_others * p_ij - r[i] * q_ij * (others / total) + 2 * z * u[i] * lse * p_ij
+            else:
+                dZ_ij = r[i] * (a * p_ij - q_ij) + 2 * z * u[i] * lse * p_ij  # eq. (24)
             if c is not None:
                 dZ_ij *= 1 - (Z[i, j] / c) ** 2  # eq. (17)'s chain factor, 1 - tanh^2
             dS[i, j] = dZ_ij
@@ -177,8 +185,9 @@ def softmax_loss(
     """Softmax cross-entropy loss and dL/dscores, each entry by the two-case formula.
 
     Loss eq. (4) from sample losses eq. (2); gradient eq. (5):
-    ``dL/dS[i, j] = (P[i, j] - [j == y_i]) / N``, without the ``1/N`` for ``"sum"``.
-    With options, each entry by eq. (24).
+    ``dL/dS[i, j] = (P[i, j] - [j == y_i]) / N``, without the ``1/N`` for ``"sum"``,
+    the label's case by eq. (30): ``-(sum over j != y_i of e_ij) / sum_j e_ij / N``.
+    With options, each entry by eq. (24), the label's by eq. (30).
 
     Args:
         scores: (N, C) real array ``S``.
@@ -300,7 +309,9 @@ def linear_cross_entropy(
     """Linear cross-entropy (eq. 25), every logit and every gradient entry by loops over i, j, d.
 
     The loop over classes is the online log-sum-exp of eq. (26) with chunks of
-    one class: ``m' = max(m, Z_ij)``, ``s' = s exp(m - m') + exp(Z_ij - m')``.
+    one class: ``m' = max(m, Z_ij)``, ``s' = s exp(m - m') + exp(Z_ij - m')``,
+    the sum taken over the classes other than the label and the label's logit
+    kept aside, so that its entry comes from eq. (30).
     A second loop over the classes recomputes each logit and spends its
     ``dS_ij`` (eq. 24) at once (eq. 27): ``dX[i, d] += dS_ij W[d, j]``,
     ``dW[d, j] += X[i, d] dS_ij``, ``db[j] += dS_ij``. No row of logits is
@@ -322,22 +333,34 @@ def linear_cross_entropy(
     db = np.zeros(V, X.dtype)
     loss = 0.0
     for i in range(N):
-        m, s = -np.inf, 0.0  # eq. (26): running max and running sum of exp(Z_ij - m)
+        # eq. (26): running max, and running sum of exp(Z_ij - m) over the classes j != y_i (eq. 30)
+        m, s_not_y, Z_y = -np.inf, 0.0, 0.0
         for j in range(V):
             Z_ij = _logit(X, W, bias, i, j, c)
             m_new = max(m, Z_ij)
-            s = s * np.exp(m - m_new) + np.exp(Z_ij - m_new)  # the old terms rescaled to the new max
+            s_not_y = s_not_y * np.exp(m - m_new)  # the old terms rescaled to the new max
+            if j == labels[i]:
+                Z_y = Z_ij  # the label's term kept aside
+            else:
+                s_not_y += np.exp(Z_ij - m_new)
             m = m_new
-        lse = m + np.log(s)
-        a = 0.0
+        sigma = s_not_y + np.exp(Z_y - m)
+        lse = m + np.log(sigma)
+        not_y = s_not_y / sigma  # 1 - p_iy, eq. (30)
+        a, q_others = 0.0, 0.0
         for j in range(V):
-            a += _target_entry(y, i, j, labels[i], w, e)  # eq. (18): a_i = sum_j q_ij
+            q_ij = _target_entry(y, i, j, labels[i], w, e)
+            a += q_ij  # eq. (18): a_i = sum_j q_ij
+            q_others += 0.0 if j == labels[i] else q_ij
         for j in range(V):
             Z_ij = _logit(X, W, bias, i, j, c)  # pass 2: the logit again
             q_ij = _target_entry(y, i, j, labels[i], w, e)
             p_ij = np.exp(Z_ij - lse)
             loss += float(r[i] * q_ij * (lse - Z_ij))  # eq. (19): l_i = sum_j q_ij (lse_i - Z_ij)
-            dS_ij = r[i] * (a * p_ij - q_ij) + 2 * z * u[i] * lse * p_ij  # eq. (24)
+            if j == labels[i]:  # eq. (30): the label entry from the other classes' share
+                dS_ij = r[i] * q_others * p_ij - r[i] * q_ij * not_y + 2 * z * u[i] * lse * p_ij
+            else:
+                dS_ij = r[i] * (a * p_ij - q_ij) + 2 * z * u[i] * lse * p_ij  # eq. (24)
             if c is not None:
                 dS_ij *= 1 - (Z_ij / c) ** 2  # eq. (17)'s chain factor, 1 - tanh^2
             for d in range(D):

@@ -2,7 +2,8 @@
 
 The middle step of the source post: the loop over classes ``j`` is gone, so the
 ``j == y_i`` case becomes "fill the row as if no class were correct, then
-subtract at ``y_i``". Weight gradients accumulate one outer product per sample
+subtract at ``y_i``" (here: set the entry at ``y_i`` from the other classes'
+share, eq. 30, which does not cancel). Weight gradients accumulate one outer product per sample
 (``dW2 += outer(H1[i], dS[i])``), bias gradients one row per sample
 (``db2 += dS[i]``). Equation numbers refer to docs/derivation.md.
 """
@@ -65,17 +66,25 @@ def _loss_and_dscores(
             loss += float(-np.log(exp_row[labels[i]] / exp_row.sum())) / (N if reduction == "mean" else 1)  # eq. (2)
             dS[i] = r[i] * (exp_row / exp_row.sum() - q)
             continue
-        row_loss, dS[i] = _row_loss_and_grad(S[i], q, r[i], u[i], options, stable)
+        label = None if labels is None else labels[i]
+        row_loss, dS[i] = _row_loss_and_grad(S[i], q, label, r[i], u[i], options, stable)
         loss += row_loss
     return (float("nan") if undefined else loss), dS
 
 
 def _row_loss_and_grad(
-    S_i: np.ndarray, q: np.ndarray, r_i: float, u_i: float, options: LossOptions, stable: bool = True
+    S_i: np.ndarray,
+    q: np.ndarray,
+    label: int | None,
+    r_i: float,
+    u_i: float,
+    options: LossOptions,
+    stable: bool = True,
 ) -> tuple[float, np.ndarray]:
     """Row ``i``'s share of the loss, ``r_i l_i + z u_i lse_i^2`` (eqs. 19-21), and its ``dS[i]`` (eq. 24).
 
-    ``dZ[i] = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i``, then the cap's factor (17).
+    ``dZ[i] = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i``, then the cap's factor (17); the label's
+    entry (``label`` None for soft targets, which have none) by eq. (30), from the other classes' sum.
     """
     z, c = options.z_loss, options.softcap
     Z_i = S_i if c is None else c * np.tanh(S_i / c)  # eq. (17)
@@ -87,6 +96,10 @@ def _row_loss_and_grad(
     row_loss = float(r_i * (a * np.log(total) - q @ (Z_i - shift)) + z * u_i * lse * lse)  # eqs. (19), (21)
     p = exp_row / total
     dS_i = r_i * (a * p - q) + 2 * z * u_i * lse * p  # eq. (24), its two terms apart (they may cancel)
+    if label is not None:  # eq. (30): a_i p_iy - q_iy = (a_i - q_iy) p_iy - q_iy (1 - p_iy), nothing cancels
+        others = np.arange(S_i.shape[0]) != label
+        not_y = exp_row[others].sum() / total  # 1 - p_iy
+        dS_i[label] = r_i * q[others].sum() * p[label] - r_i * q[label] * not_y + 2 * z * u_i * lse * p[label]
     if c is not None:
         dS_i *= 1 - np.square(Z_i / c)  # eq. (17)'s chain factor, 1 - tanh^2
     return row_loss, dS_i
@@ -146,8 +159,9 @@ def softmax_loss(
     """Softmax cross-entropy loss and dL/dscores, one sample row at a time.
 
     Loss eq. (4) from sample losses eq. (2); gradient eq. (5) as a row:
-    ``dS[i] = P[i] / N``, then ``dS[i, y_i] -= 1 / N`` (no ``1/N`` for ``"sum"``).
-    With options, eq. (24) row by row.
+    ``dS[i] = P[i] / N``, then the label's entry set by eq. (30),
+    ``-(sum of e[i, others]) / sum of e[i] / N`` (no ``1/N`` for ``"sum"``).
+    With options, eq. (24) row by row, the label's entry by eq. (30).
 
     Args:
         scores: (N, C) real array ``S``.
@@ -280,7 +294,7 @@ def linear_cross_entropy(
     for i in range(X.shape[0]):
         s_i = X[i] @ W if bias is None else X[i] @ W + bias  # eq. (29), a block of one row
         q = _target_row(y, i, labels[i], w, options.label_smoothing)  # eq. (18)
-        row_loss, dS_i = _row_loss_and_grad(s_i, q, r[i], u[i], options)
+        row_loss, dS_i = _row_loss_and_grad(s_i, q, labels[i], r[i], u[i], options)
         loss += row_loss
         dX[i] = dS_i @ W.T  # eq. (25): dX = dS W^T, one row
         dW += np.outer(X[i], dS_i)  # eq. (25): dW = X^T dS, one outer product per row

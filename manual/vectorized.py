@@ -1,21 +1,20 @@
-"""Vectorized variant: no Python loops; every gradient is one array expression.
+"""Vectorized variant: the derivation's closed forms, one array expression per equation.
 
-The last step of the source post, with its slips fixed: the row sums are kept
-as a column (no ``np.matrix``), the max is subtracted first, and ``db2`` is the
-ones-vector product ``1^T dS`` written as such. Equation numbers refer to
-docs/derivation.md.
+The last step of the source post, with its slips fixed: no loop over samples or
+classes, the row max subtracted first (eq. 14), the row sums kept as a column
+(no ``np.matrix``), and ``db2`` the ones-vector product ``1^T dS`` written as
+such. Each line is one equation of docs/derivation.md, with its symbols as
+names, so the file reads beside the derivation. Speed is not its job:
+``manual.tuned`` computes the same numbers faster and says what each of its
+tricks buys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-
 import numpy as np
 
 from manual._forward import l2_penalty, two_layer_forward
-from manual._options import RowScales, class_chunk_width, label_weights, row_scales
-from softmax_grad import contract
+from manual._options import class_chunk_width, label_entry_weights, label_weights, row_scales
 from softmax_grad.contract import (
     TEXTBOOK,
     LossOptions,
@@ -31,214 +30,70 @@ __all__ = ["linear_cross_entropy", "linear_loss", "softmax", "softmax_jacobian",
 
 
 def _softmax_rows(S: np.ndarray) -> np.ndarray:
-    P = S - S.max(axis=1, keepdims=True)  # eq. (14)
-    np.exp(P, out=P)
-    P /= P.sum(axis=1, keepdims=True)
-    return P
+    E = np.exp(S - S.max(axis=1, keepdims=True))  # eq. (14)
+    return E / E.sum(axis=1, keepdims=True)  # eq. (1)
 
 
-# Rows are processed in blocks of about this many bytes, so that each block's passes after
-# the first read it from the core's L2 cache. Measured at 4096x1000 (issue 14): the options
-# path, with its many passes, takes half the time of whole-array passes; for the plain path
-# (exp, row sums, scaling a block) 256 KiB to 1 MiB are within noise of each other, 2 MiB slower.
-BLOCK_BYTES = 1 << 20
-_SMALLEST_NORMAL = {np.dtype(t): float(np.finfo(t).tiny) for t in (np.float32, np.float64)}
+def _loss_and_dscores(S: np.ndarray, y: np.ndarray, reduction: str, stable: bool = True) -> tuple[float, np.ndarray]:
+    """The textbook loss and gradient: eqs. (2), (4), (6), (14), (15), and the label entry by eq. (30).
 
-
-def _row_blocks(N: int, C: int, itemsize: int) -> Iterator[slice]:
-    """Consecutive row ranges of about ``BLOCK_BYTES`` each (at least one row)."""
-    rows = max(1, BLOCK_BYTES // (C * itemsize))
-    for start in range(0, N, rows):
-        yield slice(start, min(start + rows, N))
-
-
-def _row_broadcasts_unbuffered(S: np.ndarray) -> AbstractContextManager[None]:
-    """Let ``(n, C) op (n, 1)`` run as C-long contiguous loops rather than through NumPy's buffer.
-
-    NumPy stages a row broadcast through its 8192-element buffer whenever two rows
-    fit in it, which makes ``D -= m[:, None]`` about 3x slower than a contiguous
-    pass. A buffer shorter than a row turns that off; it is restored on exit.
-    Short rows (C < 64) are faster through the buffer, so they keep it, and so
-    do small arrays, where setting the buffer twice costs more than it saves.
-    """
-    C = S.shape[1]
-    if C < 64 or S.size < 1 << 15:
-        return nullcontext()
-    return _buffer_size(min(8192, C // 16 * 16))
-
-
-@contextmanager
-def _buffer_size(size: int) -> Iterator[None]:
-    previous = np.setbufsize(size)
-    try:
-        yield
-    finally:
-        np.setbufsize(previous)
-
-
-def _shift_is_free(sums: np.ndarray, scale: float, dtype: np.dtype) -> bool:
-    """True when the row sums of ``exp(S)``, taken with a shift of 0, are as good as the max-shifted ones.
-
-    Eq. (14) allows any shift. With ``sums_i >= 1`` the row max is ``>= 0``, so
-    every entry that is a normal number after the max shift is one before it
-    too; with ``sums_i <= scale / smallest normal`` nothing overflowed and the
-    factor ``scale / sums_i`` of every row is itself a normal number, so the
-    scaled row keeps all its digits (a subnormal factor lost 2.4e-3 of the
-    float32 gradient at N = 100000, issue 15). NaN and inf fail both tests.
-    """
-    return bool(sums.min() >= 1 and sums.max() <= scale / _SMALLEST_NORMAL[dtype])
-
-
-def _rows_needing_the_shift(sums: np.ndarray, scale: float, dtype: np.dtype) -> np.ndarray:
-    """Indices of the rows that fail ``_shift_is_free``'s test, row by row (NaN fails it too)."""
-    return np.flatnonzero(~((sums >= 1) & (sums <= scale / _SMALLEST_NORMAL[dtype])))
-
-
-def _normalized_rows(
-    S: np.ndarray, y: np.ndarray, scale: float, shift: np.ndarray | None, out: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``out = scale exp(S - shift) / sums`` row by row (eqs. 6, 14; no label term yet).
-
-    Returns ``sums`` and ``exp(S_iy - shift_i)``; ``shift`` None is the shift 0.
-
-    Four NumPy calls and a gather, each on rows that sit in cache.
-    """
-    if shift is None:
-        np.exp(S, out=out)
-    else:
-        np.subtract(S, shift[:, None], out=out)  # eq. (14)
-        np.exp(out, out=out)
-    sums = out @ contract.ones(S.shape[1], S.dtype)  # row sums by BLAS: the cheapest pass over the rows
-    exp_y = out[np.arange(S.shape[0]), y]
-    out *= (scale / sums)[:, None]  # scale * P
-    return sums, exp_y
-
-
-def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) -> tuple[float, np.ndarray]:
-    """Sum of L_i times ``scale``, and ``dS = scale (P - Y)`` (eqs. 6, 14, 15), block by block of rows.
-
-    ``dS`` is the only (N, C) allocation: each block of rows is exponentiated
-    with the shift 0, summed and scaled in place while it sits in cache
-    (``_normalized_rows``). Rows where that shift is not provably as good as
-    the max (``_shift_is_free``) are done again with the max shift; with the
-    default ``stable=True`` that is the rare case. Then, on (N,) vectors,
-    the sample losses and the label entries: ``scale`` is subtracted at
-    ``[i, y_i]``, so ``P`` and the one-hot ``Y`` are never materialized. The
-    sample losses are summed in float64 whatever the scores' dtype.
+    The sample losses are summed in float64 whatever the scores' dtype.
     """
     N, C = S.shape
-    dS = np.empty_like(S)
-    sums, exp_y = np.empty(N, S.dtype), np.empty(N, S.dtype)
-    shift = None
-    # The stable form lets exp(S) overflow on purpose (then redoes the rows); the literal one warns as NumPy does.
-    quiet = np.errstate(over="ignore", divide="ignore", invalid="ignore") if stable else nullcontext()
-    with _row_broadcasts_unbuffered(S), quiet:
-        for block in _row_blocks(N, C, S.itemsize):
-            sums[block], exp_y[block] = _normalized_rows(S[block], y[block], scale, None, dS[block])
-        if stable and not _shift_is_free(sums, scale, S.dtype):
-            shift = np.zeros(N, S.dtype)
-            again = _rows_needing_the_shift(sums, scale, S.dtype)
-            for block in _row_blocks(again.size, C, S.itemsize):
-                rows = again[block]
-                S_rows = S[rows]  # a copy: these rows, gathered
-                row_max = S_rows.max(axis=1)
-                sums[rows], exp_y[rows] = _normalized_rows(S_rows, y[rows], scale, row_max, S_rows)
-                dS[rows], shift[rows] = S_rows, row_max
-        rows = np.arange(N)
-        if stable:
-            ratio = sums / exp_y  # 1 / p_iy, to one rounding
-            losses = np.log(ratio)  # eq. (15) with the shift S_iy
-            # p_iy = 1 / ratio is exactly 1 where the other classes add less than eps; the scaled
-            # dS[i, y_i] rounded twice and would leave p_iy - 1 at an ulp, not 0.
-            dS[rows, y] = scale / ratio - scale  # eq. (6): dS = scale * (P - Y), Y never built
-            # Past 1 / (smallest normal), exp_y is subnormal or the ratio overflowed, so log(ratio) lost
-            # digits; the loss is then over 708 (float64) and eq. (15) with the row's own shift is exact.
-            largest = 1 / _SMALLEST_NORMAL[S.dtype]
-            if ratio.max() > largest:
-                S_y = S[rows, y] if shift is None else S[rows, y] - shift
-                losses = np.where(ratio <= largest, losses, np.log(sums) - S_y)
-        else:
-            losses = -np.log(exp_y / sums)  # eq. (2) as the post writes it
-            dS[rows, y] -= scale
-    return scale * float(losses.sum(dtype=np.float64)), dS
-
-
-def _block_loss_and_dscores_with_options(
-    S: np.ndarray,
-    y: np.ndarray,
-    scales: RowScales,
-    options: LossOptions,
-    stable: bool,
-    dZ: np.ndarray,
-) -> np.ndarray:
-    """One block of rows with the options of eqs. (17)-(24): ``dZ`` written in place; returns each row's loss.
-
-    ``dZ_i = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24): ``P``, scaled
-    by ``r_i a_i``, then the smoothing row ``(e/C) w`` subtracted by broadcasting and the
-    label term by a scatter-subtract at ``[i, y_i]``. For integer labels no
-    one-hot and no (N, C) target is built; soft targets are (N, C) already.
-    The row's loss is ``r_i l_i + z u_i lse_i^2`` (eqs. 19-21), in float64.
-    """
-    N, C = S.shape
+    n = N if reduction == "mean" else 1  # eq. (4): "sum" has no 1/N
     rows = np.arange(N)
-    e, z, c = options.label_smoothing, options.z_loss, options.softcap
-    w = options.weight
-    tanh_S = None if c is None else np.tanh(S / c)
-    Z = S if c is None else c * tanh_S  # eq. (17)
-    shift = Z.max(axis=1) if stable else np.zeros(N, S.dtype)
-    np.subtract(Z, shift[:, None], out=dZ)  # eq. (14); becomes exp, then P, then dZ, in place
-    if y.ndim == 2:  # eq. (18), soft targets
-        q = (1 - e) * y + e / C
-        if w is not None:
-            q *= w
-        a = q.sum(axis=1)
-        q_dot_z = np.einsum("ij,ij->i", q, dZ)
-    else:  # eq. (18), integer labels: q_i = (1 - e) w_y e_y + (e / C) w, never built
-        labels = scales.labels
-        w_y = np.ones(N, S.dtype) if w is None else w[labels]
-        a = (1 - e) * w_y + (e / C) * (C if w is None else w.sum())
-        q_dot_z = (1 - e) * w_y * dZ[rows, labels]
-        if e:
-            q_dot_z += (e / C) * (dZ.sum(axis=1) if w is None else dZ @ w)
-    np.exp(dZ, out=dZ)
-    sums = dZ.sum(axis=1)
-    log_sums = np.log(sums)
-    lse = shift + log_sums
-    row_losses = scales.ce * (a * log_sums - q_dot_z).astype(np.float64)  # eqs. (19)-(20), in shifted form
-    if z:
-        row_losses += z * scales.z * np.square(lse, dtype=np.float64)  # eq. (21)
-    dZ *= (1 / sums)[:, None]  # P
-    # The two terms of eq. (24) apart: r_i (a_i p_i - q_i) may cancel to nothing, and a z-loss
-    # term added to r_i a_i first would keep only about eps r_i a_i of its own digits.
-    z_term = (2 * z * scales.z * lse)[:, None] * dZ if z else None
-    dZ *= (scales.ce * a)[:, None]
-    if y.ndim == 2:
-        dZ -= scales.ce[:, None] * q
+    m = S.max(axis=1, keepdims=True) if stable else np.zeros((N, 1), S.dtype)  # eq. (14)
+    E = np.exp(S - m)
+    sigma = E.sum(axis=1, keepdims=True)
+    P = E / sigma  # eq. (1)
+    Y = np.arange(C) == y[:, None]  # the one-hot labels
+    if stable:
+        L = np.log(sigma[:, 0]) - (S[rows, y] - m[:, 0])  # eq. (15)
     else:
-        if e:
-            dZ -= (scales.ce * (e / C))[:, None] * (np.ones(C, S.dtype) if w is None else w)
-        dZ[rows, labels] -= scales.ce * (1 - e) * w_y
-    if z_term is not None:
-        dZ += z_term
-    if tanh_S is not None:
-        dZ *= 1 - np.square(tanh_S)  # eq. (17)'s chain factor
-    return row_losses
+        L = -np.log(P[rows, y])  # eq. (2), as the source post writes it
+    dS = (P - Y) / n  # eq. (6)
+    dS[rows, y] = -np.sum(E, axis=1, where=~Y) / sigma[:, 0] / n  # eq. (30): p_iy - 1 without cancellation
+    return float(L.sum(dtype=np.float64)) / n, dS
 
 
 def _loss_and_dscores_with_options(
-    S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions, stable: bool
+    S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions, stable: bool = True
 ) -> tuple[float, np.ndarray]:
-    """Loss and dS with the options of eqs. (17)-(24), block by block of rows (see ``_row_blocks``)."""
+    """Loss and gradient with the options, eqs. (17)-(24), and the label entry by eq. (30).
+
+    ``y`` holds integer labels (N,) or soft targets (N, C); ``r``, ``u`` are the
+    rows' factors of eq. (24), which carry the reduction and the ignored rows.
+    """
     N, C = S.shape
-    scales = row_scales(y, options, reduction, S.dtype)
-    dZ = np.empty_like(S)
-    losses = np.empty(N)
-    with _row_broadcasts_unbuffered(S):
-        for block in _row_blocks(N, C, S.itemsize):
-            labels = None if scales.labels is None else scales.labels[block]
-            part = RowScales(scales.ce[block], scales.z[block], labels, scales.undefined)
-            losses[block] = _block_loss_and_dscores_with_options(S[block], y[block], part, options, stable, dZ[block])
-    return (float("nan") if scales.undefined else float(losses.sum())), dZ
+    e, z, c = options.label_smoothing, options.z_loss, options.softcap
+    w = np.ones(C, S.dtype) if options.weight is None else options.weight
+    r, u, labels, undefined = row_scales(y, options, reduction, S.dtype)
+    r, u = r[:, None], u[:, None]
+    Z = S if c is None else c * np.tanh(S / c)  # eq. (17)
+    m = Z.max(axis=1, keepdims=True) if stable else np.zeros((N, 1), S.dtype)  # eq. (14)
+    E = np.exp(Z - m)
+    sigma = E.sum(axis=1, keepdims=True)
+    P = E / sigma  # eq. (1)
+    lse = m + np.log(sigma)  # eq. (15)
+    if labels is None:
+        Q = w * ((1 - e) * y + e / C)  # eq. (18), soft targets
+    else:
+        Y = np.arange(C) == labels[:, None]
+        Q = (1 - e) * w[labels][:, None] * Y + (e / C) * w  # eq. (18), integer labels
+    a = Q.sum(axis=1, keepdims=True)  # eq. (18)
+    l_i = a * np.log(sigma) - np.sum(Q * (Z - m), axis=1, keepdims=True)  # eq. (19), both terms shifted by m
+    loss = np.sum(r * l_i, dtype=np.float64)  # eq. (20)
+    if z:
+        loss += z * np.sum(u * np.square(lse, dtype=np.float64))  # eq. (21)
+    dZ = r * (a * P - Q)  # eq. (24), the cross-entropy term
+    if labels is not None:
+        q_y, rest = label_entry_weights(labels, options, C, S.dtype)  # q_iy and a_i - q_iy
+        rows, r_i = np.arange(N), r[:, 0]
+        dZ[rows, labels] = r_i * rest * P[rows, labels] - r_i * q_y * np.sum(E, axis=1, where=~Y) / sigma[:, 0]  # (30)
+    if z:
+        dZ += 2 * z * u * lse * P  # eq. (24), the z-loss term, added apart from r a P (it may cancel)
+    dS = dZ if c is None else dZ * (1 - (Z / c) ** 2)  # eq. (17)'s chain factor
+    return (float("nan") if undefined else float(loss)), dS
 
 
 @softmax_entry
@@ -286,19 +141,19 @@ def softmax_loss(
     options: LossOptions = TEXTBOOK,
     stable: bool = True,
 ) -> tuple[float, np.ndarray]:
-    """Softmax cross-entropy loss and dL/dscores, fully vectorized.
+    """Softmax cross-entropy loss and dL/dscores, each as one array expression.
 
     Loss eq. (4) from sample losses eq. (2) in log-sum-exp form (eq. 15);
-    gradient eq. (6): ``dS = (P - Y) / N``, without the ``1/N`` for ``"sum"``.
-    With options (class weights, ignore_index, label smoothing, soft targets,
-    z-loss, soft-capping), eqs. (17)-(24).
+    gradient eq. (6): ``dS = (P - Y) / N``, without the ``1/N`` for ``"sum"``,
+    its label entries by eq. (30). With options (class weights, ignore_index,
+    label smoothing, soft targets, z-loss, soft-capping), eqs. (17)-(24).
 
     Args:
         scores: (N, C) real array ``S``.
         y: (N,) integer labels in ``[0, C)``, or (N, C) soft targets.
         reduction: ``"mean"`` (eq. 4, the default) or ``"sum"`` (no ``1/N``).
         weight, ignore_index, label_smoothing, z_loss, softcap: the loss
-            options (DESIGN.md, "Loss options"; torch's conventions).
+            options (README, "Loss options"; torch's conventions).
         stable: subtract each row's max first (eq. 14); ``False`` is the source
             post's literal formula, which overflows past about 709 (float64).
 
@@ -314,8 +169,7 @@ def softmax_loss(
     (0.693147, [[-0.5, 0.5], [0.0, 0.0]])
     """
     if options.plain and y.ndim == 1:
-        scale = 1.0 / scores.shape[0] if reduction == "mean" else 1.0
-        return _loss_and_dscores(scores, y, scale, stable)
+        return _loss_and_dscores(scores, y, reduction, stable)
     return _loss_and_dscores_with_options(scores, y, reduction, options, stable)
 
 
@@ -343,8 +197,7 @@ def linear_loss(
     >>> round(loss, 6), dW.tolist()
     (0.693147, [[0.5, -0.5], [1.0, -1.0]])
     """
-    scale = 1.0 / X.shape[0] if reduction == "mean" else 1.0
-    data_loss, dS = _loss_and_dscores(X @ W, y, scale, stable=True)
+    data_loss, dS = _loss_and_dscores(X @ W, y, reduction)
     dW = X.T @ dS + reg * W  # eq. (12)
     return data_loss + l2_penalty(reg, W), dW
 
@@ -378,9 +231,9 @@ def two_layer_loss(
     (0.513262, [-0.268941, 0.268941])
     """
     W1, W2 = params["W1"], params["W2"]
-    Z1, H1, S = two_layer_forward(params, X)
+    Z1, H1, S = two_layer_forward(params, X)  # eq. (7)
     ones = np.ones(X.shape[0], X.dtype)
-    data_loss, dS = _loss_and_dscores(S, y, 1.0 / X.shape[0], stable=True)
+    data_loss, dS = _loss_and_dscores(S, y, "mean")  # eq. (6)
 
     dW2 = H1.T @ dS + reg * W2  # eq. (8)
     db2 = ones @ dS  # eq. (9)
@@ -388,110 +241,8 @@ def two_layer_loss(
     dW1 = X.T @ dZ1 + reg * W1  # eq. (11)
     db1 = ones @ dZ1  # eq. (11)
 
-    loss = data_loss + l2_penalty(reg, W1, W2)
+    loss = data_loss + l2_penalty(reg, W1, W2)  # eqs. (3), (4)
     return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
-
-
-# ----------------------------------------------------------- linear cross-entropy, classes chunked
-def _chunk_logits(
-    X: np.ndarray, W: np.ndarray, bias: np.ndarray | None, k0: int, k1: int, buf: np.ndarray
-) -> np.ndarray:
-    """``S^(k) = X W^(k) + 1 b^(k)T`` (eq. 27) for classes ``[k0, k1)``, written into the front of ``buf``."""
-    S = buf[: X.shape[0] * (k1 - k0)].reshape(X.shape[0], k1 - k0)  # contiguous, so matmul writes it directly
-    np.matmul(X, W[:, k0:k1], out=S)
-    if bias is not None:
-        S += bias[k0:k1]
-    return S
-
-
-def _capped(S: np.ndarray, c: float | None) -> np.ndarray:
-    """Eq. (17) in place: ``S`` becomes ``Z = c tanh(S / c)``."""
-    if c is not None:
-        S /= c
-        np.tanh(S, out=S)
-        S *= c
-    return S
-
-
-class _Rows:
-    """What eqs. (18)-(24) need of each row, from the labels and options alone: computed once, before any chunk."""
-
-    def __init__(self, y: np.ndarray, options: LossOptions, reduction: str, V: int, dtype: np.dtype) -> None:
-        self.scales = row_scales(y, options, reduction, dtype)
-        self.labels = self.scales.labels
-        self.w_y, self.a = label_weights(self.labels, options, V, dtype)
-        order = np.argsort(self.labels, kind="stable")  # rows sorted by label: each chunk's labelled rows are a slice
-        self.order, self.sorted_labels = order, self.labels[order]
-        self.options, self.V = options, V
-
-    def in_chunk(self, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
-        """The rows whose label lies in ``[k0, k1)``, and that label's column within the chunk."""
-        lo, hi = np.searchsorted(self.sorted_labels, (k0, k1))
-        return self.order[lo:hi], self.sorted_labels[lo:hi] - k0
-
-
-def _online_lse(
-    X: np.ndarray, W: np.ndarray, bias: np.ndarray | None, c: float | None, chunks: list, buf: np.ndarray
-) -> np.ndarray:
-    """Pass 1: ``lse_i`` by the online log-sum-exp of eq. (26), one (N x chunk) block of logits at a time."""
-    N = X.shape[0]
-    m = np.full(N, -np.inf, X.dtype)  # running max
-    s = np.zeros(N, X.dtype)  # running sum of exp(Z_ij - m_i)
-    for k0, k1 in chunks:
-        Z = _capped(_chunk_logits(X, W, bias, k0, k1, buf), c)
-        m_new = np.maximum(m, Z.max(axis=1))
-        Z -= m_new[:, None]
-        np.exp(Z, out=Z)
-        s = s * np.exp(m - m_new) + Z @ np.ones(k1 - k0, X.dtype)  # eq. (26): the old terms rescaled to the new max
-        m = m_new
-    return m + np.log(s)
-
-
-def _chunk_gradient(
-    S: np.ndarray, k0: int, k1: int, lse: np.ndarray, z_coef: np.ndarray | None, rows: _Rows, row_loss: np.ndarray
-) -> np.ndarray:
-    """Chunk ``k``'s ``dS^(k)`` by eq. (24), in place of its logits ``S``; adds its share of eq. (19) to ``row_loss``.
-
-    With the final ``lse``, ``Z - lse`` is ``log p`` (eq. 19's ``-log p_ij = lse_i - Z_ij``,
-    each term >= 0, so the loss subtracts nothing large). Then
-    ``dZ = r a p - r (e/V) w - r (1-e) w_y [j = y_i] + z_coef p`` and the cap's factor (17): the z-loss
-    term (``z_coef = 2 z u lse``, None without z-loss) added last, apart from ``r a``, so that it keeps its
-    digits where the cross-entropy part cancels.
-    """
-    e, c, w = rows.options.label_smoothing, rows.options.softcap, rows.options.weight
-    r = rows.scales.ce
-    tanh_S = None
-    if c is not None:
-        tanh_S = np.tanh(S / c)
-        np.multiply(tanh_S, c, out=S)  # eq. (17)
-    log_p = S
-    log_p -= lse[:, None]
-    if e:  # eq. (19), the smoothing share: (e/V) sum_j w_j (-log p_ij)
-        row_loss -= (e / rows.V) * (log_p @ (np.ones(k1 - k0, S.dtype) if w is None else w[k0:k1]))
-    hit, cols = rows.in_chunk(k0, k1)
-    row_loss[hit] -= (1 - e) * rows.w_y[hit] * log_p[hit, cols]  # eq. (19), the label's share
-    dZ = np.exp(log_p, out=log_p)  # p, then dZ, in place
-    z_term = None if z_coef is None else z_coef[:, None] * dZ  # eq. (24), the z-loss term
-    dZ *= (r * rows.a)[:, None]  # eq. (24), the p_i term of the cross-entropy
-    if e:
-        _subtract_outer(dZ, r * (e / rows.V), None if w is None else w[k0:k1])  # eq. (24), the smoothing row
-    dZ[hit, cols] -= r[hit] * (1 - e) * rows.w_y[hit]  # eq. (24), the label term: one scatter-subtract
-    if z_term is not None:
-        dZ += z_term
-    if tanh_S is not None:
-        np.square(tanh_S, out=tanh_S)
-        np.subtract(1, tanh_S, out=tanh_S)
-        dZ *= tanh_S  # eq. (17)'s chain factor, 1 - tanh^2
-    return dZ
-
-
-def _subtract_outer(dZ: np.ndarray, g: np.ndarray, w: np.ndarray | None, rows: int = 256) -> None:
-    """``dZ -= outer(g, w)`` in place (``w`` None: all ones), a slab of rows at a time: no (N x chunk) temporary."""
-    if w is None:
-        dZ -= g[:, None]
-        return
-    for i in range(0, dZ.shape[0], rows):
-        dZ[i : i + rows] -= np.outer(g[i : i + rows], w)
 
 
 @linear_cross_entropy_entry
@@ -508,15 +259,14 @@ def linear_cross_entropy(
     """Linear cross-entropy ``S = X W + 1 b^T`` (eq. 25), chunked over classes, never holding (N, V) logits.
 
     Pass 1 finds every row's ``lse`` by the online log-sum-exp (eq. 26), one
-    (N x chunk) block of logits at a time. Pass 2 recomputes each block, turns
-    it into its ``dS^(k)`` by eq. (24) with the final ``lse`` (options of
-    eqs. 17-24 included), and spends it at once (eq. 27): ``dX += dS^(k) W^(k)T``,
-    ``dW[:, k] = X^T dS^(k)``, ``db[k] = 1^T dS^(k)``. Four matrix products in
-    all instead of three; memory O(N x chunk). ``chunk_size`` counts classes
+    (N x chunk) block of logits at a time, with the other classes' sum of
+    eq. (30) kept apart from the label's term. Pass 2 recomputes each block,
+    turns it into its ``dS^(k)`` by eq. (24) with the final ``lse`` (options of
+    eqs. 17-24 included, the label entries by eq. 30), and spends it at once
+    (eq. 27): ``dX += dS^(k) W^(k)T``, ``dW[:, k] = X^T dS^(k)``,
+    ``db[k] = 1^T dS^(k)``. Memory O(N x chunk). ``chunk_size`` counts classes
     (default: about 4M logits per block, a multiple of 128); one chunk as wide
-    as V is the dense computation, three products. ``dW`` comes back as the
-    transpose of a (V, D) array, so that each chunk's columns are one
-    contiguous block.
+    as V is the dense computation (25).
 
     Args:
         X: (N, D) hidden states.
@@ -524,7 +274,7 @@ def linear_cross_entropy(
         y: (N,) integer labels in ``[0, V)`` (or ``ignore_index``).
         bias: (V,) or None.
         reduction, weight, ignore_index, label_smoothing, z_loss, softcap: as
-            ``softmax_loss`` (DESIGN.md, "Loss options").
+            ``softmax_loss`` (README, "Loss options").
         chunk_size: classes per chunk, a positive integer, or None.
 
     Returns:
@@ -537,33 +287,52 @@ def linear_cross_entropy(
     (1.098612, [[-0.166667, 0.333333, -0.166667]])
     """
     N, V = X.shape[0], W.shape[1]
+    e, z, c = options.label_smoothing, options.z_loss, options.softcap
+    w = np.ones(V, X.dtype) if options.weight is None else options.weight
+    r, u, labels, undefined = row_scales(y, options, reduction, X.dtype)  # eqs. (20), (21), from the labels alone
+    w_y, a = label_weights(labels, options, V, X.dtype)  # eq. (18)
+    q_y, rest = label_entry_weights(labels, options, V, X.dtype)  # eq. (30)
     width = class_chunk_width(N, V, chunk_size)
-    chunks = [(k0, min(k0 + width, V)) for k0 in range(0, V, width)]
-    rows = _Rows(y, options, reduction, V, X.dtype)
-    z, c = options.z_loss, options.softcap
-    buf = np.empty(N * width, X.dtype)  # the one (N x chunk) block of logits, reused by every chunk
-    if len(chunks) == 1:  # the dense computation (25): lse by (15) from the logits, which pass 2 then reuses
-        S = _chunk_logits(X, W, bias, 0, V, buf)
-        Z = S if c is None else c * np.tanh(S / c)
-        m = Z.max(axis=1)
-        lse = m + np.log(np.exp(Z - m[:, None]) @ np.ones(V, X.dtype))
-    else:
-        lse = _online_lse(X, W, bias, c, chunks, buf)
-    z_coef = 2 * z * rows.scales.z * lse if z else None  # eq. (24): the z-loss term's coefficient of p_i
-    row_loss = np.zeros(N, X.dtype)
-    dX = np.zeros_like(X)
-    dWT = np.empty((V, X.shape[1]), X.dtype)  # dW transposed: chunk k's columns are rows k0:k1, contiguous
-    db = None if bias is None else np.empty(V, X.dtype)
+    chunks = [slice(k0, min(k0 + width, V)) for k0 in range(0, V, width)]
+
+    def logits(k: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk k's capped logits ``Z^(k)`` (eqs. 25, 17) and its one-hot labels ``Y^(k)``."""
+        S_k = X @ W[:, k] if bias is None else X @ W[:, k] + bias[k]
+        Y_k = np.arange(k.start, k.stop) == labels[:, None]
+        return (S_k if c is None else c * np.tanh(S_k / c)), Y_k
+
+    # Pass 1, eq. (26): running max m over every class, running sum over the classes other than the label.
+    m, s_not_y, Z_y = np.full(N, -np.inf, X.dtype), np.zeros(N, X.dtype), np.empty(N, X.dtype)
+    for k in chunks:
+        Z, Y_k = logits(k)
+        Z_y[Y_k.any(axis=1)] = Z[Y_k]  # the label's logit, kept aside (eq. 30)
+        m_new = np.maximum(m, Z.max(axis=1))
+        s_not_y = s_not_y * np.exp(m - m_new) + np.sum(np.exp(Z - m_new[:, None]), axis=1, where=~Y_k)
+        m = m_new
+    sigma = s_not_y + np.exp(Z_y - m)
+    lse = m + np.log(sigma)  # eq. (26)
+    not_y = s_not_y / sigma  # 1 - p_iy, eq. (30)
+
+    # Pass 2, eqs. (24), (27): each chunk's dS with the final lse, spent at once.
+    row_loss = np.zeros(N)
+    dX, dW, db = np.zeros_like(X), np.empty_like(W), np.empty(V, X.dtype)
     ones = np.ones(N, X.dtype)
-    for k0, k1 in chunks:
-        S = S if len(chunks) == 1 else _chunk_logits(X, W, bias, k0, k1, buf)
-        dS = _chunk_gradient(S, k0, k1, lse, z_coef, rows, row_loss)
-        dX += dS @ W[:, k0:k1].T  # eq. (27): dX is a sum over classes
-        np.matmul(dS.T, X, out=dWT[k0:k1])  # eq. (27): dW[:, k] = X^T dS^(k), written once
-        if db is not None:
-            db[k0:k1] = ones @ dS  # eq. (27): db[k] = 1^T dS^(k)
-    loss = np.dot(rows.scales.ce, row_loss.astype(np.float64))  # eq. (20)
+    for k in chunks:
+        Z, Y_k = logits(k)
+        P = np.exp(Z - lse[:, None])  # eq. (1) with the final lse
+        Q = (1 - e) * w_y[:, None] * Y_k + (e / V) * w[k]  # eq. (18), this chunk's columns
+        row_loss += np.sum(Q * (lse[:, None] - Z), axis=1, dtype=np.float64)  # eq. (19), each term -log p >= 0
+        dZ = r[:, None] * (a[:, None] * P - Q)  # eq. (24), the cross-entropy term
+        labelled = Y_k.any(axis=1)
+        dZ[Y_k] = (r * rest * np.exp(Z_y - lse) - r * q_y * not_y)[labelled]  # eq. (30)
+        if z:
+            dZ += (2 * z * u * lse)[:, None] * P  # eq. (24), the z-loss term, added apart
+        dS = dZ if c is None else dZ * (1 - (Z / c) ** 2)  # eq. (17)'s chain factor
+        dX += dS @ W[:, k].T  # eq. (27): dX is a sum over chunks
+        dW[:, k] = X.T @ dS  # eq. (27)
+        db[k] = ones @ dS  # eq. (27)
+    loss = np.dot(r, row_loss)  # eq. (20)
     if z:
-        loss += z * np.dot(rows.scales.z, np.square(lse, dtype=np.float64))  # eq. (21)
-    grads = {"X": dX, "W": dWT.T} | ({} if db is None else {"b": db})
-    return (float("nan") if rows.scales.undefined else float(loss)), grads
+        loss += z * np.dot(u, np.square(lse, dtype=np.float64))  # eq. (21)
+    grads = {"X": dX, "W": dW} | ({} if bias is None else {"b": db})
+    return (float("nan") if undefined else float(loss)), grads

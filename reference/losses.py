@@ -34,6 +34,8 @@ def softmax_loss_value(
     with eq. (18)'s weighted, smoothed targets; eq. (20) reduces it ("mean"
     divides by the kept rows' label weights, or by N for soft targets; a zero
     denominator gives NaN); eq. (21) adds ``z * lse_i^2`` over the kept rows.
+    The label's term ``-log p_iy`` is written so that its autodiff is eq. (30)
+    (see ``_label_nll``).
     """
     N, C = S.shape
     Z = S if softcap is None else softcap * jnp.tanh(S / softcap)  # eq. (17)
@@ -49,7 +51,7 @@ def softmax_loss_value(
         kept = jnp.ones(N, S.dtype) if ignore_index is None else (y != ignore_index).astype(S.dtype)
         labels = jnp.where(kept > 0, y, 0)
         w_y = w[labels]
-        nll = -jnp.take_along_axis(log_p, labels[:, None], axis=1)[:, 0]
+        nll = _label_nll(Z, labels)
         row_losses = (1 - e) * w_y * nll + (e / C) * smooth  # eqs. (18)-(19)
         denominator = jnp.sum(kept * w_y)
     lse = jax.nn.logsumexp(Z, axis=1)
@@ -61,6 +63,28 @@ def softmax_loss_value(
         cross_entropy = jnp.where(defined, cross_entropy / jnp.where(defined, denominator, 1), jnp.nan)
         penalty = penalty / jnp.maximum(jnp.sum(kept), 1)
     return cross_entropy + penalty
+
+
+def _label_nll(Z: jax.Array, labels: jax.Array) -> jax.Array:
+    """``-log p_iy`` as ``softplus(t_i)``, ``t_i = log sum_{j != y_i} e^{Z_ij} - Z_iy`` (derivation, eq. 30).
+
+    The same number as ``-log_softmax(Z)[i, y_i]``, but its derivative is formed
+    without cancellation: in ``Z_iy`` it is ``-sigmoid(t_i) = -(sum_{j != y} e^{Z_ij}) / sum_j e^{Z_ij}``,
+    where the log-softmax form gives ``p_iy - 1``, which rounds to 0 once the
+    label leads by about 37; in ``Z_ij`` (``j != y_i``) it is ``sigmoid(t_i)`` times
+    the softmax over the other classes, ``p_ij``. JAX differentiates it as written:
+    no custom derivative. With one class there is no other class: ``-log 1 = 0``.
+    """
+    N, C = Z.shape
+    if C == 1:
+        return jnp.zeros(N, Z.dtype)
+    # Both terms of t_i relative to the row max, as jax.nn.log_softmax does (eq. 14): t_i is the difference of
+    # two numbers as large as the logits otherwise, and at 1.7e308 it would round to 0.
+    shifted = Z - jax.lax.stop_gradient(Z.max(axis=1, keepdims=True))
+    is_label = jnp.arange(C) == labels[:, None]
+    log_others = jax.nn.logsumexp(jnp.where(is_label, -jnp.inf, shifted), axis=1)  # log sum_{j != y_i} e^{Z_ij - m_i}
+    shifted_y = jnp.take_along_axis(shifted, labels[:, None], axis=1)[:, 0]
+    return jax.nn.softplus(log_others - shifted_y)  # log(1 + e^{t_i}) = -log p_iy
 
 
 def l2_penalty(reg: float, *weights: jax.Array) -> jax.Array:

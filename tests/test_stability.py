@@ -69,8 +69,8 @@ def test_stable_flag_must_be_a_bool(variant):
         VARIANTS[variant].softmax_loss(np.zeros((1, 2)), [0], stable="no")
 
 
-# The vectorized variant takes exp(S) unshifted when its row sums lie in [1, scale / smallest normal]
-# (manual.vectorized._shift_is_free), else the max shift. Each edge from both sides, then far past
+# The tuned variant takes exp(S) unshifted when its row sums lie in [1, scale / smallest normal]
+# (manual.tuned._shift_is_free), else the max shift. Each edge from both sides, then far past
 # each: a probe row [t, t - 50, t - 60] has row sums exp(t) (1 + 2e-22), so its edges are t = 0 and
 # t = log(scale / smallest normal), 708 - log N in float64 and 87.3 - log N in float32.
 def probe_scores(dtype: type, t: float, N: int = 6) -> np.ndarray:
@@ -112,8 +112,8 @@ def probe_offset(dtype: type, name: str) -> float:
 @pytest.mark.parametrize(
     ("dtype", "name", "free"), SHIFT_PATHS, ids=[f"{d.__name__}-{n.replace(' ', '-')}" for d, n, _ in SHIFT_PATHS]
 )
-def test_vectorized_skips_the_shift_only_where_it_is_free_and_agrees_either_way(dtype, name, free):
-    from manual import vectorized
+def test_tuned_skips_the_shift_only_where_it_is_free_and_agrees_either_way(dtype, name, free):
+    from manual import tuned
 
     S = probe_scores(dtype, probe_offset(dtype, name))
     N = S.shape[0]
@@ -121,12 +121,12 @@ def test_vectorized_skips_the_shift_only_where_it_is_free_and_agrees_either_way(
         sums = np.exp(S.astype(np.float64)).sum(axis=1).astype(dtype)
     y = np.array([0, 2, 1, 2, 0, 1])
     for reduction in ("mean", "sum"):
-        loss, dS = vectorized.softmax_loss(S, y, reduction=reduction)
+        loss, dS = tuned.softmax_loss(S, y, reduction=reduction)
         ref_loss, ref_dS = reference.softmax_loss(S, y, reduction=reduction)
         tol = tolerance(dtype, "autodiff")
         assert compare(dS, ref_dS, tol, label=f"dS {reduction}", dtype=dtype).ok
         assert compare(loss, ref_loss, tol, label=f"loss {reduction}").ok
-    assert vectorized._shift_is_free(sums, 1.0 / N, S.dtype) is free
+    assert tuned._shift_is_free(sums, 1.0 / N, S.dtype) is free
 
 
 @pytest.mark.parametrize(("dtype", "far"), [(np.float64, -800.0), (np.float32, -100.0)], ids=["float64", "float32"])
@@ -167,8 +167,9 @@ ROUNDING_TOPS = [t for t in np.linspace(1.0, 700.0, 4001) if np.exp(t) * (1 / np
 @pytest.mark.parametrize("top", ROUNDING_TOPS)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_a_row_certain_of_its_label_has_a_gradient_at_its_own_scale(variant, top):
-    # Found by the thorough hypothesis profile: p_y = 1 - e^-144 rounds to 1, so dS_y must be 0 (the other
-    # entry is e^-144), not an ulp of 1; judged at the gradient's own scale, an ulp is a 1e46-fold error.
+    # Found by the thorough hypothesis profile: p_y = 1 - e^-144 rounds to 1, and dS_y = p_y - 1 must not be an
+    # ulp of 1: judged at the gradient's own scale, that is a 1e46-fold error. By eq. (30) it is -e^-144, the
+    # other entry's negative (0.2 gave 0 here; the oracle, written with eq. 30's softplus, gives -e^-144).
     S, y = np.array([[top, top - 144.0]]), np.array([0])
     loss, dS = VARIANTS[variant].softmax_loss(S, y)
     ref_loss, ref_dS = reference.softmax_loss(S, y)
