@@ -66,6 +66,11 @@ def test_without_torch_a_torch_target_exits_2_with_the_install_hint(tmp_path, mo
         CheckError, match=r"PyTorch is not installed; install the extra: pip install 'softmax-grad\[torch\]'"
     ):
         check(lambda S, y: None, "scores", framework="torch")
+    # The command loads the target in its child process only: there, torch is a package that is not installed.
+    fake = tmp_path / "without_torch" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    monkeypatch.syspath_prepend(str(fake.parent))
     path = tmp_path / "mine.py"
     path.write_text("import torch\n\n\ndef f(scores, y):\n    return torch.nn.functional.cross_entropy(scores, y)\n")
     assert main(["check", f"{path}:f", "--kind", "scores"]) == 2

@@ -1,5 +1,8 @@
 """JAX targets: called with ``jax.Array`` arguments; a lone loss goes through ``jax.value_and_grad``.
 
+Both values of a lone loss are judged: the plain call's, and the one
+``value_and_grad`` computes (a ``custom_vjp``'s forward rule), which may differ.
+
 Float64 cases run inside a local ``jax.enable_x64(True)`` context, so a target
 written for JAX's default (x64 off) still computes in float64 there; float32
 cases run with x64 off. No global JAX setting changes.
@@ -25,6 +28,7 @@ from reference.checker.kinds import Kind
 from reference.checker.oracle import COMPILER_OPTIONS
 
 NAME = "jax"
+SECOND_VALUE = "the value jax.value_and_grad returns (a custom_vjp's forward rule)"
 
 # What tracing refuses (Python control flow on values, conversions to NumPy): such a function runs eagerly.
 _TRACE_ERRORS = (
@@ -71,7 +75,8 @@ def invoke(fn: Callable, args: tuple[Any, ...]) -> Any:
     return _compiled(fn, ("call", fn), args)(*args)
 
 
-def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any) -> dict[str, Any]:
+def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any) -> tuple[Any, dict[str, Any]]:
+    """The value and the gradients ``jax.value_and_grad`` gives: a ``custom_vjp``'s forward rule computes the value."""
     names = tuple(dict.fromkeys(path[0] for path, _ in kind.differentiable))
     positions = tuple(kind.arguments.index(name) for name in names)
 
@@ -80,11 +85,11 @@ def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any) ->
 
     value_and_grad = jax.value_and_grad(loss_of, argnums=positions)
     try:
-        _, grads = _compiled(value_and_grad, ("grad", fn, positions), args)(*args)
+        value, grads = _compiled(value_and_grad, ("grad", fn, positions), args)(*args)
     except _TRACE_ERRORS:
-        _, grads = value_and_grad(*args)
+        value, grads = value_and_grad(*args)
     by_name = dict(zip(names, grads, strict=True))
-    return {
+    return value, {
         name: (by_name[path[0]][path[1]] if len(path) > 1 else by_name[path[0]]) for path, name in kind.differentiable
     }
 
