@@ -192,7 +192,7 @@ def _remaining(deadline: float | None) -> float | None:
     left = deadline - time.monotonic()
     if left <= 0:
         raise DeadlinePassedError
-    return left
+    return min(left, 3600.0)  # select takes no more; a longer wait is several rounds
 
 
 def _read_exactly(fd: int, n: int, deadline: float | None) -> bytes:
