@@ -105,3 +105,26 @@ def test_auto_picks_the_framework_the_function_reads(tmp_path):
     )
     picked = {name: detect(load_target(f"{path}:{name}")) for name in ("with_jax", "with_numpy", "with_torch")}
     assert picked == {"with_jax": "jax", "with_numpy": "numpy", "with_torch": "torch"}
+
+
+# ------------------------------------------------------------------ both values of a loss returned alone
+def test_a_custom_vjp_whose_forward_rule_returns_the_sum_fails():
+    report = check(jax_targets.cross_entropy_sum_forward, "scores")
+    assert not report and report.framework == "jax"
+    said = report.first_failure.messages
+    assert any(m.startswith("the value jax.value_and_grad returns (a custom_vjp's forward rule) differs") for m in said)
+    assert any("loss matches reduction='sum'" in m for m in said), said
+
+
+@pytest.mark.parametrize(
+    ("fn", "named"),
+    [
+        (torch_targets.forward_wrong_when_grad_wanted, "loss: values differ"),
+        (torch_targets.forward_wrong_without_grad, "the loss of a call without gradients (torch.no_grad()"),
+    ],
+    ids=["wrong when grad is wanted", "wrong without grad"],
+)
+def test_a_torch_function_whose_forward_depends_on_requires_grad_fails(fn, named):
+    report = check(fn, "scores")
+    assert not report and report.first_failure.name == "C=2"
+    assert any(m.startswith(named) for m in report.first_failure.messages), report.first_failure.messages
