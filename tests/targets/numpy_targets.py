@@ -192,3 +192,17 @@ def weighted_smoothed(scores, y, weight=WEIGHT, e=0.1, ignore=-100):
     return loss, dS
 
 
+
+
+def ignored_rows(scores, y, ignore=-100, count_after_the_first=False, empty_loss=np.nan):
+    """Cross-entropy over the rows not labelled ``ignore``; the faults: count every ignored row after the first
+    (as class 0), or give ``empty_loss`` instead of NaN when every row is ignored."""
+    y = y.copy()
+    if count_after_the_first:
+        y[np.flatnonzero(y == ignore)[1:]] = 0
+    kept = y != ignore
+    dscores = np.zeros_like(scores)
+    if not kept.any():
+        return empty_loss, dscores
+    loss, dscores[kept] = scores_mean(scores[kept], y[kept])
+    return loss, dscores
