@@ -33,6 +33,7 @@ from tests.targets.numpy_targets import (
     no_reg_gradient,
     not_a_pair,
     off_by_a_tenth_of_a_percent,
+    penalty_disagrees,
     raises,
     scores_mean,
     scores_sum,
@@ -466,3 +467,23 @@ def test_the_suites_own_linear_cross_entropy_passes_the_checker():
         return reference.linear_cross_entropy(X, W, y, bias=bias, label_smoothing=0.1, z_loss=1e-4, chunk_size=3)
 
     reference.check(fn, "linear_ce", label_smoothing=0.1, z_loss=1e-4).assert_passed()
+
+
+# ------------------------------------------------------------------ diagnoses that must not mislead
+@pytest.mark.parametrize("reg_scale", [1.0, 0.5])
+def test_a_loss_and_gradient_on_different_penalties_are_told_so_not_sent_to_another_reg_scale(reg_scale):
+    report = check(penalty_disagrees, "linear", reg_scale=reg_scale)
+    said = messages(report)
+    assert not report and any("the loss and dW disagree on the penalty" in m for m in said), said
+    assert any("the loss has R = 1 * reg * sum W^2; dW is the gradient of R = 0.5 * reg" in m for m in said), said
+    assert not any("--reg-scale 0.5 if" in m or "--reg-scale 1 if" in m for m in said), said
+
+
+def test_a_nan_from_one_max_over_the_batch_is_told_to_shift_each_row_by_its_own():
+    with np.errstate(all="ignore"):
+        report = check(shifted_by(lambda S: S - S.max()), "scores")
+        by_row_mean = check(shifted_by(lambda S: S - S.mean(axis=1, keepdims=True)), "scores")
+    far = next(c for c in report.cases if c.name == "rows 1000 apart in offset")
+    assert any("shift each row by its own max, m_i = max_j s_ij (eq. 15)" in m for m in far.messages), far.messages
+    spread = next(c for c in by_row_mean.cases if c.name == "logit spread 1000")
+    assert spread.status == "FAIL" and not any("own max" in m for m in spread.messages)  # rows 210 apart: not it
