@@ -105,8 +105,9 @@ def test_a_finite_wrong_loss_fails_even_on_a_robustness_case():
 
 def test_relu_derivative_one_at_zero_is_accepted_with_a_note_only_where_z1_has_zeros():
     report = check(lambda p, X, y, reg: two_layer(p, X, y, reg, relu_open=np.greater_equal), "two_layer")
-    noted = [c.name for c in report.cases if any("relu'(0) = 1" in n and "accepted" in n for n in c.notes[1:])]
+    noted = [c.name for c in report.cases if any("relu'(0) = 1" in n and "accepted" in n for n in c.notes)]
     assert noted == ["dead ReLU units (exact zeros in Z1)"]
+    assert "relu'(0)" not in str(check(two_layer, "two_layer"))  # relu'(0) = 0, eq. (10)'s choice: nothing to note
 
 
 def test_a_loss_as_a_one_element_array_is_accepted_with_a_note():
@@ -203,10 +204,19 @@ def test_the_wrong_signature_is_refused_before_any_case():
         check(scores_mean, "linear")
 
 
-def test_assert_passed_raises_with_the_formatted_verdict():
+def test_assert_passed_raises_with_the_first_failing_line_first_then_the_verdict():
     check(scores_mean, "scores").assert_passed()
-    with pytest.raises(AssertionError, match="first failing case: 'C=2'"):
-        check(scores_sum, "scores").assert_passed()
+    report = check(scores_sum, "scores")
+    with pytest.raises(AssertionError, match="first failing case: 'C=2'") as raised:
+        report.assert_passed()
+    first_line = str(raised.value).splitlines()[0]  # what pytest's summary line shows
+    assert first_line.startswith("case 'C=2' (correctness) fails: loss: values differ at index"), first_line
+    assert str(report) == report.format() and str(report).endswith("verdict: FAIL")
+
+
+def test_the_error_columns_count_a_wrong_loss():
+    report = check(wrong_loss, "scores")  # gradients right to 1e-17, the loss off by 1e-6
+    assert all(c.status == "FAIL" and c.max_abs_error > 0.9e-6 for c in report.cases if c.tier == "correctness")
 
 
 # ------------------------------------------------------------------ linear cross-entropy
@@ -263,6 +273,22 @@ def test_float32_is_judged_at_float32_tolerance():
     assert report.passed, report.format()
     assert "rtol=0.0001" in report.format()
     assert not check(lambda S, y: in_float32(S, y, 1.01), "scores", dtype="float32")
+
+
+@pytest.mark.parametrize("form", ["list", "npy"])
+def test_command_takes_class_weights_as_a_list_or_a_npy_file(tmp_path, capsys, form):
+    weight = "1,2,0.5,1.5,0.25" if form == "list" else str(tmp_path / "w.npy")
+    np.save(tmp_path / "w.npy", WEIGHT)
+    target = "tests/targets/numpy_targets.py:weighted_smoothed"
+    common = ["check", target, "--kind", "scores", "--label-smoothing", "0.1", "--ignore-index", "-100", "--json"]
+    with np.errstate(invalid="ignore"):
+        assert main([*common, "--weight", weight]) == 0, capsys.readouterr().out[-2000:]
+        assert json.loads(capsys.readouterr().out)["options"]["weight"] == WEIGHT.tolist()
+        assert main(common) == 1  # the same function without its weights given: its loss is not the plain one
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([*common, "--weight", "1,two"])
+    assert "expected numbers separated by commas" in capsys.readouterr().err
 
 
 def test_options_are_applied_by_the_oracle():
@@ -453,9 +479,11 @@ def test_a_shape_failure_shows_as_nan_error_whatever_the_order_of_comparisons():
         loss, grads = two_layer(params, X, y, reg)
         return loss, {**grads, "b2": grads["b2"][:-1]}
 
-    case = check(bad_db2, "two_layer").first_failure
+    report = check(bad_db2, "two_layer")
+    case = report.first_failure
     assert any("b2: shape" in m for m in case.messages)
     assert np.isnan(case.max_abs_error) and np.isnan(case.max_rel_error)
+    assert f"| {case.name} | {case.tier} | FAIL | shape | shape |" in str(report)
 
 
 def test_the_suites_own_linear_cross_entropy_passes_the_checker():

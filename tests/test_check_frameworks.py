@@ -90,6 +90,7 @@ def test_a_jax_function_in_float32_is_told_its_errors_are_float32_rounding():
     report = check(jax_targets.in_float32, "scores")
     assert not report.passed
     assert "are float32 rounding" in report.first_failure.messages[-1]
+    assert not any(" 1 times the right one" in m for c in report.cases for m in c.messages)
 
 
 def test_auto_picks_the_framework_the_function_reads(tmp_path):

@@ -286,9 +286,9 @@ def _dead_units(C: int) -> Case:
     X = np.random.default_rng(8).standard_normal((8, 4))
     X[[0, 3]] = 0.0
     y = np.random.default_rng(1008).integers(0, C, 8)
-    note = "Z1 holds exact zeros here: eq. (10) takes relu'(0) = 0; relu'(0) = 1 is accepted, with this note"
+    # Z1 holds exact zeros here: eq. (10) takes relu'(0) = 0; relu'(0) = 1 is accepted, with a note (verdict.judge)
     return Case("dead ReLU units (exact zeros in Z1)", CORRECTNESS, {"params": p, "X": X, "y": y, "reg": 0.1},
-                relu_zeros=True, notes=(note,))  # fmt: skip
+                relu_zeros=True)  # fmt: skip
 
 
 def _two_layer_spread(C: int) -> Case:

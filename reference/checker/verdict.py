@@ -278,7 +278,7 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
                 result.warnings.append(f"the loss is {float(loss)!r} where no row is kept; the mean of nothing is NaN")
         else:
             loss_comparison = compare(loss, want_loss, ctx.tol, label="loss")
-    every = ([loss_comparison] if loss_comparison else []) + comparisons
+    every = ([loss_comparison] if loss_comparison is not None else []) + comparisons  # a wrong loss is falsy
     result.max_abs_error = worst(c.max_abs_error for c in every)
     result.max_rel_error = worst(c.max_rel_error for c in every)
     gradients_right = all(comparisons) and not grad_problems
