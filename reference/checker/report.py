@@ -118,9 +118,9 @@ def _errors(case: CaseResult) -> str:
     """The two error columns (loss and gradients alike); where no number means anything, why not."""
     if not (math.isnan(case.max_abs_error) or math.isnan(case.max_rel_error)):
         return f"{case.max_abs_error:.1e} | {case.max_rel_error:.1e}"
-    said = " ".join(case.messages)
+    said = " ".join(case.messages + case.warnings)
     for marker, word in ((": shape", "shape"), ("non-finite", "non-finite"), ("not run", "not run"),
-                         (": dtype", "dtype")):  # fmt: skip
+                         (": dtype", "dtype"), ("the loss is ", "loss not finite")):  # fmt: skip
         if marker in said:
             return f"{word} | {word}"
     return "no result | no result" if case.status == FAIL else "- | -"

@@ -55,8 +55,8 @@ def _from_file(where: str) -> ModuleType:
 def parse(spec: str) -> tuple[str, str, bool]:
     """``(where, name, is_file)`` of ``path/to/file.py:function`` or ``package.module:function``, importing nothing.
 
-    >>> parse("my_softmax.py:softmax_loss_vectorized")
-    ('my_softmax.py', 'softmax_loss_vectorized', True)
+    >>> parse("numpy:exp")
+    ('numpy', 'exp', False)
     """
     where, sep, name = spec.rpartition(":")
     if not sep or not where or not name:
