@@ -14,13 +14,21 @@ reaches the checker's verdict or its exit status:
 
 The child lives in its own session (its own process group), so a process
 the target starts dies with it. POSIX only (``select`` on pipes, ``killpg``).
+
+A fresh interpreter that imports torch or JAX takes seconds. For a function
+handed over from Python whose framework is torch or JAX, the child is forked
+instead from a template process that imported that framework once (and
+nothing of the target's): still a fresh process for each check, started in
+milliseconds. The command line, one check a process, spawns its child.
 """
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,7 +59,92 @@ for name in ("reference", "reference.checker"):
     del sys.modules[name]  # a target that imports reference gets the real package
 main(sys.argv[2:])
 """
+# The template: the same bare packages, the child's modules and one framework imported; then, for each
+# pair of pipe ends it receives, a fork that serves them in a session of its own.
+_TEMPLATE = """
+import os, signal, socket, sys, types
+root, control, framework = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+sys.path.insert(0, root)
+for name in ("reference", "reference.checker"):
+    package = types.ModuleType(name)
+    package.__path__ = [root + "/" + name.replace(".", "/")]
+    sys.modules[name] = package
+from reference.checker.child import main
+from reference.checker import frameworks
+frameworks.adapter(framework)
+for name in ("reference", "reference.checker"):
+    del sys.modules[name]
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the forks are reaped by the system
+channel = socket.socket(fileno=control)
+while True:
+    try:
+        _, fds, _, _ = socket.recv_fds(channel, 16, 2)
+    except OSError:
+        os._exit(0)
+    if len(fds) != 2:
+        os._exit(0)
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        channel.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        try:
+            main([str(fds[0]), str(fds[1])])
+        finally:
+            os._exit(0)
+    for fd in fds:
+        os.close(fd)
+    channel.sendall(pid.to_bytes(8, "big"))
+"""
 _ROOT = str(Path(__file__).resolve().parent.parent.parent)
+_TEMPLATES: dict[str, _Template] = {}
+
+
+class _Template:
+    """A process with one framework imported, that forks a fresh child for each check (see the module's note)."""
+
+    def __init__(self, framework: str) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _TEMPLATE, _ROOT, str(theirs.fileno()), framework],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        self._channel = ours
+        self._channel.settimeout(120.0)  # the first fork waits for the framework's import
+
+    def fork(self, ends: tuple[int, int]) -> int:
+        """The pid of a new child serving ``ends`` (requests in, replies out)."""
+        socket.send_fds(self._channel, [b"fork"], list(ends))
+        data = b""
+        while len(data) < 8:
+            chunk = self._channel.recv(8 - len(data))
+            if not chunk:
+                raise OSError("the template process ended")
+            data += chunk
+        return int.from_bytes(data, "big")
+
+    def close(self) -> None:
+        self._channel.close()
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._process.wait()
+
+
+def _template(framework: str) -> _Template:
+    if framework not in _TEMPLATES:
+        if not _TEMPLATES:
+            atexit.register(lambda: [t.close() for t in _TEMPLATES.values()])
+        _TEMPLATES[framework] = _Template(framework)
+    return _TEMPLATES[framework]
 _GRACE = 5.0  # seconds a child that was told goodbye gets before it is killed
 
 
@@ -73,19 +166,29 @@ def _received(name: str) -> SimpleNamespace:
 class Child:
     """The child process of one check: ``load`` the target once, then ``call`` it on each case; ``close`` ends it."""
 
-    def __init__(self) -> None:
+    def __init__(self, template: _Template | None = None) -> None:
         requests_read, self._requests = os.pipe()
         self._replies, replies_write = os.pipe()
         self._log = tempfile.TemporaryFile()
+        self._process: subprocess.Popen | None = None  # None: forked by a template, which reaps it
         try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, _ROOT, str(requests_read), str(replies_write)],
-                pass_fds=(requests_read, replies_write),
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=self._log,
-                start_new_session=True,  # its own process group: killpg ends whatever the target started
-            )
+            if template is not None:
+                self._pid = template.fork((requests_read, replies_write))
+            else:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-c", _BOOTSTRAP, _ROOT, str(requests_read), str(replies_write)],
+                    pass_fds=(requests_read, replies_write),
+                    stdin=subprocess.DEVNULL,
+                    stdout=self._log,
+                    stderr=self._log,
+                    start_new_session=True,  # its own process group: killpg ends whatever the target started
+                )
+                self._pid = self._process.pid
+        except BaseException:
+            os.close(self._requests)
+            os.close(self._replies)
+            self._log.close()
+            raise
         finally:
             os.close(requests_read)
             os.close(replies_write)
@@ -97,11 +200,13 @@ class Child:
     # ------------------------------------------------------------- lifecycle
     def _kill(self) -> None:
         try:
-            os.killpg(self._process.pid, signal.SIGKILL)
+            os.killpg(self._pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 
     def _how_it_ended(self) -> str:
+        if self._process is None:
+            return "ended"  # forked by the template, which alone could read its exit status
         try:
             status = self._process.wait(timeout=_GRACE)
         except subprocess.TimeoutExpired:
@@ -117,14 +222,16 @@ class Child:
 
     def close(self) -> None:
         """Say goodbye, then kill the child's process group whatever it does, and reap it."""
-        if self._process.poll() is None:
+        if self._process is None or self._process.poll() is None:
             try:
                 wire.send(self._requests, {"op": "bye"}, time.monotonic() + 1.0)
-                self._process.wait(timeout=1.0)
+                if self._process is not None:
+                    self._process.wait(timeout=1.0)
             except (wire.PipeClosedError, wire.DeadlinePassedError, subprocess.TimeoutExpired):
                 pass
         self._kill()
-        self._process.wait()
+        if self._process is not None:
+            self._process.wait()
         os.close(self._requests)
         os.close(self._replies)
         self._log.close()
@@ -241,7 +348,18 @@ def open_child(fn: Any, framework: str, kinds: list[str], timeout: float) -> Chi
         how = locate(fn)
     if how is None:
         return None
-    child = Child()
+    template = None
+    if not isinstance(fn, str) and framework in ("torch", "jax"):  # this process imported it: so may a template
+        try:
+            template = _template(framework)
+        except OSError:
+            template = None
+    try:
+        child = Child(template)
+    except OSError:
+        if template is not None:
+            _TEMPLATES.pop(framework).close()
+        child = Child()  # the template failed: spawn
     try:
         child.start_loading(how, framework, kinds, timeout)
     except BaseException:
