@@ -116,7 +116,7 @@ def run(
             warnings.simplefilter("always")
             with framework.context(dtype):
                 args = framework.arguments(kind, given)
-                result = framework.invoke(fn, args)
+                result = framework.invoke(fn, args, kind)
                 if isinstance(result, tuple | list) and len(result) == 2:
                     outcome.result = tuple(result)
                 elif not _one_number(result):

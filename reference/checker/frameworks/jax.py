@@ -64,30 +64,62 @@ def _compiled(what: Callable, key: tuple, args: tuple[Any, ...]) -> Callable:
     return program
 
 
-def invoke(fn: Callable, args: tuple[Any, ...]) -> Any:
-    """``fn(*args)``, compiled; eagerly if it cannot be traced, or returns what is not arrays."""
-    try:
-        jax.eval_shape(fn, *args)
-    except _TRACE_ERRORS:
-        return fn(*args)
-    except TypeError:  # returns something that is not a pytree of arrays: let the verdict see it
-        return fn(*args)
-    return _compiled(fn, ("call", fn), args)(*args)
-
-
-def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any) -> tuple[Any, dict[str, Any]]:
-    """The value and the gradients ``jax.value_and_grad`` gives: a ``custom_vjp``'s forward rule computes the value."""
+def _value_and_grad(fn: Callable, kind: Kind) -> tuple[Callable, tuple[str, ...], tuple[int, ...]]:
     names = tuple(dict.fromkeys(path[0] for path, _ in kind.differentiable))
     positions = tuple(kind.arguments.index(name) for name in names)
 
     def loss_of(*call: Any) -> jax.Array:
         return jnp.reshape(fn(*call), ())
 
-    value_and_grad = jax.value_and_grad(loss_of, argnums=positions)
+    return jax.value_and_grad(loss_of, argnums=positions), names, positions
+
+
+def _lone_loss(shape: Any) -> bool:
+    return isinstance(shape, jax.ShapeDtypeStruct) and shape.size == 1 and jnp.issubdtype(shape.dtype, jnp.floating)
+
+
+# value_and_grad's results for a lone loss, computed by invoke in the same program as the plain call
+_differentiated: dict[int, tuple[Any, Any]] = {}
+
+
+def invoke(fn: Callable, args: tuple[Any, ...], kind: Kind | None = None) -> Any:
+    """``fn(*args)``, compiled; eagerly if it cannot be traced, or returns what is not arrays.
+
+    A lone loss is compiled in one program with its ``value_and_grad`` (one
+    compilation a case shape instead of two); ``differentiate`` takes that
+    program's value and gradients.
+    """
+    _differentiated.clear()  # one call at a time: nothing left from another call can be taken for this one's
     try:
-        value, grads = _compiled(value_and_grad, ("grad", fn, positions), args)(*args)
+        shape = jax.eval_shape(fn, *args)
     except _TRACE_ERRORS:
-        value, grads = value_and_grad(*args)
+        return fn(*args)
+    except TypeError:  # returns something that is not a pytree of arrays: let the verdict see it
+        return fn(*args)
+    if kind is not None and _lone_loss(shape):
+        value_and_grad, _, positions = _value_and_grad(fn, kind)
+        try:
+            result, differentiated = _compiled(
+                lambda *call: (fn(*call), value_and_grad(*call)), ("both", fn, positions), args
+            )(*args)
+        except _TRACE_ERRORS:  # traceable forward, untraceable derivative: each as it can
+            return _compiled(fn, ("call", fn), args)(*args)
+        _differentiated[id(args)] = differentiated
+        return result
+    return _compiled(fn, ("call", fn), args)(*args)
+
+
+def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any) -> tuple[Any, dict[str, Any]]:
+    """The value and the gradients ``jax.value_and_grad`` gives: a ``custom_vjp``'s forward rule computes the value."""
+    value_and_grad, names, positions = _value_and_grad(fn, kind)
+    done = _differentiated.pop(id(args), None)
+    if done is not None:
+        value, grads = done
+    else:
+        try:
+            value, grads = _compiled(value_and_grad, ("grad", fn, positions), args)(*args)
+        except _TRACE_ERRORS:
+            value, grads = value_and_grad(*args)
     by_name = dict(zip(names, grads, strict=True))
     return value, {
         name: (by_name[path[0]][path[1]] if len(path) > 1 else by_name[path[0]]) for path, name in kind.differentiable

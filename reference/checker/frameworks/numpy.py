@@ -18,7 +18,7 @@ def arguments(kind: Kind, inputs: Mapping[str, Any]) -> tuple[Any, ...]:
     return kind.call_args(inputs)
 
 
-def invoke(fn: Callable, args: tuple[Any, ...]) -> Any:
+def invoke(fn: Callable, args: tuple[Any, ...], kind: Kind | None = None) -> Any:
     return fn(*args)
 
 

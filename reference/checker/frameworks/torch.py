@@ -42,7 +42,7 @@ def _leaf(kind: Kind, args: tuple[Any, ...], path: tuple[str, ...]) -> Any:
     return value[path[1]] if len(path) > 1 else value
 
 
-def invoke(fn: Callable, args: tuple[Any, ...]) -> Any:
+def invoke(fn: Callable, args: tuple[Any, ...], kind: Kind | None = None) -> Any:
     return fn(*args)
 
 
