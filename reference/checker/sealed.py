@@ -251,6 +251,7 @@ class Child:
     def start_loading(self, target: dict[str, Any], framework: str, kinds: list[str], timeout: float) -> None:
         """Ask the child to load the target; it does while the checker computes the oracle (see ``loaded``)."""
         request = {"op": "load", "target": target, "framework": framework, "kinds": kinds, "sys_path": sys.path}
+        timeout = max(timeout, runner.DEFAULT_TIMEOUT)  # the limit is per case; an import may take its time
         self._loading = (target, _deadline(timeout), timeout)
         wire.send(self._requests, request, self._loading[1])
 

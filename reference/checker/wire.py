@@ -189,10 +189,13 @@ def decode(data: bytes) -> Any:
 def _remaining(deadline: float | None) -> float | None:
     if deadline is None:
         return None
-    left = deadline - time.monotonic()
-    if left <= 0:
+    # Past the deadline, select still looks once: a reply that came in time but is read late is no hang.
+    return min(max(deadline - time.monotonic(), 0.0), 3600.0)  # select takes no more; longer is several rounds
+
+
+def _passed(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
         raise DeadlinePassedError
-    return min(left, 3600.0)  # select takes no more; a longer wait is several rounds
 
 
 def _read_exactly(fd: int, n: int, deadline: float | None) -> bytes:
@@ -200,7 +203,8 @@ def _read_exactly(fd: int, n: int, deadline: float | None) -> bytes:
     while got < n:
         ready, _, _ = select.select([fd], [], [], _remaining(deadline))
         if not ready:
-            raise DeadlinePassedError
+            _passed(deadline)
+            continue
         chunk = os.read(fd, min(n - got, 1 << 20))
         if not chunk:
             raise PipeClosedError
@@ -216,7 +220,8 @@ def send(fd: int, message: Any, deadline: float | None = None) -> None:
     while frame:
         _, ready, _ = select.select([], [fd], [], _remaining(deadline))
         if not ready:
-            raise DeadlinePassedError
+            _passed(deadline)
+            continue
         try:
             frame = frame[os.write(fd, frame[: 1 << 16]) :]
         except BlockingIOError:  # the checker's end is non-blocking: a full pipe waits in select, not in write
