@@ -209,9 +209,11 @@ def _one_penalty(
     convention it names; otherwise taking it makes the other quantity wrong
     (the loss with ``reg * sum W^2``, dW with ``reg * W``: each scale "fixes" one).
     """
-    scales = {"loss": ctx.reg_scale} if has_loss and "loss" not in wrong else {}
-    scales |= {name: ctx.reg_scale for name in ctx.kind.penalized if name not in wrong}
-    scales |= conventions
+    right = {name: ctx.reg_scale for name in ("loss", *ctx.kind.penalized) if name not in wrong}
+    if not has_loss:
+        right.pop("loss", None)
+    known = right | conventions
+    scales = {name: known[name] for name in ("loss", *ctx.kind.penalized) if name in known}  # the loss first
     if len(set(scales.values())) < 2:
         return hints
     said = "; ".join(
