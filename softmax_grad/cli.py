@@ -160,8 +160,25 @@ def _save_path(save: str) -> Path:
     return path
 
 
+def _weight(text: str) -> object:
+    """``--weight``: a comma list of numbers, or a ``.npy`` file holding one (C,) array."""
+    import numpy as np
+
+    if text.endswith(".npy"):
+        try:
+            return np.load(text, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {text}: {exc}") from None
+    try:
+        return np.array([float(part) for part in text.split(",")])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas (1,2.5,0.5) or a .npy file, got {text!r}"
+        ) from None
+
+
 def _check(args: argparse.Namespace) -> int:
-    from reference.checker import KINDS, CheckError, check, load_target
+    from reference.checker import KINDS, CheckError, check
 
     try:
         save = None if args.json else _save_path(args.save)
@@ -169,15 +186,15 @@ def _check(args: argparse.Namespace) -> int:
         print(f"softmax-grad check: --save {args.save}: cannot create the folder: {exc}", file=sys.stderr)
         return 2
     try:
-        fn = load_target(args.target)
         report = check(
-            fn,
+            args.target,  # loaded by the checker's child process only: its import cannot touch this one
             args.kind,
             framework=args.framework,
             dtype=args.dtype,
             strict=args.strict,
             reduction=args.reduction,
             reg_scale=args.reg_scale,
+            weight=args.weight,
             ignore_index=args.ignore_index,
             label_smoothing=args.label_smoothing,
             z_loss=args.z_loss,
@@ -185,7 +202,6 @@ def _check(args: argparse.Namespace) -> int:
             seed=args.seed,
             timeout=args.timeout,
             save_failure=save,
-            target=args.target,
         )
     except (CheckError, ValueError, TypeError) as exc:
         print(f"softmax-grad check: {exc}", file=sys.stderr)
@@ -227,6 +243,13 @@ def _add_check(commands: argparse._SubParsersAction) -> None:
         help="penalty R = REG_SCALE * reg * sum W^2: 0.5 as in the derivation (default), 1 as in many courses",
     )
     options = check.add_argument_group("loss options your function implements (applied by the oracle)")
+    options.add_argument(
+        "--weight",
+        type=_weight,
+        default=None,
+        metavar="W",
+        help="class weights: a comma list (1,2.5,0.5) or a .npy file; fixes C = the number of weights",
+    )
     options.add_argument("--label-smoothing", type=float, default=0.0, metavar="E", help="in [0, 1] (default 0)")
     options.add_argument(
         "--ignore-index", type=int, default=None, metavar="I", help="label of rows to skip; the cases then include some"
@@ -239,7 +262,8 @@ def _add_check(commands: argparse._SubParsersAction) -> None:
         type=float,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help=f"per-case time limit; a function still running after it fails as hung (default {DEFAULT_TIMEOUT:g})",
+        help="per-case time limit; a function still running after it fails as hung, and its process is killed "
+        f"(default {DEFAULT_TIMEOUT:g}; inf: no limit)",
     )
     check.add_argument(
         "--save",

@@ -20,162 +20,34 @@ import pytest
 from reference.checker import CheckError, check, load_target, rerun
 from reference.checker.battery import CORRECTNESS, ROBUSTNESS, battery
 from softmax_grad.cli import main
-
-
-# ------------------------------------------------------------------ implementations under test
-def scores_mean(scores, y):
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    rows = np.arange(len(y))
-    dscores = np.exp(log_p)
-    dscores[rows, y] -= 1
-    return -log_p[rows, y].mean(), dscores / len(y)
-
-
-def scores_sum(scores, y):
-    loss, dscores = scores_mean(scores, y)
-    return loss * len(y), dscores * len(y)
-
-
-def linear_course(W, X, y, reg):
-    """The course convention: R = reg * sum W^2, so dW gets 2 reg W."""
-    loss, dscores = scores_mean(X @ W, y)
-    return loss + reg * np.sum(W * W), X.T @ dscores + 2 * reg * W
-
-
-def linear_derivation(W, X, y, reg):
-    """The derivation's convention: R = reg/2 * sum W^2."""
-    loss, dscores = scores_mean(X @ W, y)
-    return loss + 0.5 * reg * np.sum(W * W), X.T @ dscores + reg * W
-
-
-def linear_naive(W, X, y, reg):
-    """Loops over samples and classes, as in the course's softmax_loss_naive."""
-    loss, dW = 0.0, np.zeros_like(W)
-    for i in range(X.shape[0]):
-        s = X[i] @ W
-        s = s - s.max()
-        p = np.exp(s) / np.exp(s).sum()
-        loss += -s[y[i]] + np.log(np.exp(s).sum())
-        for j in range(W.shape[1]):
-            dW[:, j] += (p[j] - (j == y[i])) * X[i]
-    N = X.shape[0]
-    return loss / N + reg * np.sum(W * W), dW / N + 2 * reg * W
-
-
-def two_layer(params, X, y, reg, relu_open=np.greater, transpose_square_dW1=False):
-    Z1 = X @ params["W1"] + params["b1"]
-    H1 = np.maximum(Z1, 0)
-    loss, dS = scores_mean(H1 @ params["W2"] + params["b2"], y)
-    dZ1 = (dS @ params["W2"].T) * relu_open(Z1, 0)
-    dW1 = X.T @ dZ1
-    if transpose_square_dW1 and dW1.shape[0] == dW1.shape[1]:
-        dW1 = dW1.T
-    grads = {
-        "W1": dW1 + reg * params["W1"],
-        "b1": dZ1.sum(0),
-        "W2": H1.T @ dS + reg * params["W2"],
-        "b2": dS.sum(0),
-    }
-    return loss + 0.5 * reg * (np.sum(params["W1"] ** 2) + np.sum(params["W2"] ** 2)), grads
-
-
-def canonical(W, X, y, reg):
-    """The course solution as most students write it: max shift, probs, -log(probs[arange(N), y]).mean()."""
-    N = X.shape[0]
-    scores = X @ W
-    scores = scores - scores.max(axis=1, keepdims=True)
-    probs = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
-    loss = -np.log(probs[np.arange(N), y]).mean() + reg * np.sum(W * W)
-    onehot = np.zeros_like(probs)
-    onehot[np.arange(N), y] = 1
-    return loss, X.T @ (probs - onehot) / N + 2 * reg * W
-
-
-def unshifted(scores, y):
-    """The seed's formula without the max shift: exp overflows past 709.78, and the gradient turns NaN."""
-    e = np.exp(scores)
-    p = e / e.sum(axis=1, keepdims=True)
-    rows = np.arange(len(y))
-    loss = -np.log(p[rows, y]).mean()
-    p[rows, y] -= 1
-    return loss, p / len(y)
-
-
-def shifted_by(shift):
-    def fn(scores, y):
-        return unshifted(shift(scores), y)
-
-    return fn
-
-
-# ------------------------------------------------------------------ faults
-def off_by_a_tenth_of_a_percent(scores, y):
-    loss, d = scores_mean(scores, y)
-    return loss, d * 1.001
-
-
-def wrong_loss(scores, y):
-    loss, d = scores_mean(scores, y)
-    return loss + 1e-6, d
-
-
-def raises(scores, y):
-    if scores.shape[1] == 2:
-        raise ValueError("binary case not handled")
-    return scores_mean(scores, y)
-
-
-def writes_into_scores(scores, y):
-    scores -= scores.max(axis=1, keepdims=True)  # the second post's in-place shift
-    return scores_mean(scores, y)
-
-
-def wrong_shape(scores, y):
-    loss, d = scores_mean(scores, y)
-    return loss, d[:, :-1]
-
-
-def missing_key(params, X, y, reg):
-    loss, grads = two_layer(params, X, y, reg)
-    del grads["b2"]
-    return loss, grads
-
-
-def not_a_pair(scores, y):
-    return scores_mean(scores, y)[1]
-
-
-def sign_flipped(scores, y):
-    loss, d = scores_mean(scores, y)
-    return loss, -d
-
-
-def gradient_of_another_function(scores, y):
-    loss, d = scores_mean(scores, y)
-    return loss, d + 0.01 * scores  # the gradient of loss + 0.005 |S|^2
-
-
-def no_reg_gradient(W, X, y, reg):
-    loss, dW = linear_derivation(W, X, y, reg)
-    return loss, dW - reg * W
-
-
-def wrong_from_n_20(scores, y):
-    loss, d = scores_mean(scores, y)
-    return loss, d * 1.001 if len(y) >= 20 else d
-
-
-def assumes_c_order(scores, y):
-    """Reads the scores through strides it assumes: wrong on Fortran-ordered and non-contiguous input."""
-    N, C = scores.shape
-    view = np.lib.stride_tricks.as_strided(scores, (N, C), (C * scores.itemsize, scores.itemsize))
-    return scores_mean(np.array(view), y)
-
-
-def wrong_only_at_n_1(scores, y):
-    loss, d = scores_mean(scores, y)
-    return loss, d * 2 if len(y) == 1 else d
+from tests.targets.numpy_targets import (
+    WEIGHT,
+    assumes_c_order,
+    canonical,
+    gradient_of_another_function,
+    linear_ce,
+    linear_course,
+    linear_derivation,
+    linear_naive,
+    missing_key,
+    no_reg_gradient,
+    not_a_pair,
+    off_by_a_tenth_of_a_percent,
+    penalty_disagrees,
+    raises,
+    scores_mean,
+    scores_sum,
+    shifted_by,
+    sign_flipped,
+    two_layer,
+    unshifted,
+    weighted_smoothed,
+    writes_into_scores,
+    wrong_from_n_20,
+    wrong_loss,
+    wrong_only_at_n_1,
+    wrong_shape,
+)
 
 
 def failures(report):
@@ -233,8 +105,9 @@ def test_a_finite_wrong_loss_fails_even_on_a_robustness_case():
 
 def test_relu_derivative_one_at_zero_is_accepted_with_a_note_only_where_z1_has_zeros():
     report = check(lambda p, X, y, reg: two_layer(p, X, y, reg, relu_open=np.greater_equal), "two_layer")
-    noted = [c.name for c in report.cases if any("relu'(0) = 1" in n and "accepted" in n for n in c.notes[1:])]
+    noted = [c.name for c in report.cases if any("relu'(0) = 1" in n and "accepted" in n for n in c.notes)]
     assert noted == ["dead ReLU units (exact zeros in Z1)"]
+    assert "relu'(0)" not in str(check(two_layer, "two_layer"))  # relu'(0) = 0, eq. (10)'s choice: nothing to note
 
 
 def test_a_loss_as_a_one_element_array_is_accepted_with_a_note():
@@ -274,14 +147,14 @@ def test_each_fault_is_caught_and_named(fn, kind, options, expected):
 def test_the_unshifted_formula_fails_on_a_nan_gradient():
     with np.errstate(all="ignore"):
         report = check(unshifted, "scores")
-    assert failures(report) == ["rows far apart in scale", "logit spread 1000"]
+    assert failures(report) == ["rows 1000 apart in offset", "logit spread 1000"]
     assert any("dscores: non-finite value nan" in m for m in report.cases[-1].messages)
 
 
 @pytest.mark.parametrize(
     ("shift", "failing"),
     [
-        (lambda S: S - S.max(), "rows far apart in scale"),  # one global max: far-off rows underflow to 0 / 0
+        (lambda S: S - S.max(), "rows 1000 apart in offset"),  # one global max: far-off rows underflow to 0 / 0
         (lambda S: S - S.mean(axis=1, keepdims=True), "logit spread 1000"),  # max 800 above the mean overflows
     ],
     ids=["global max", "row mean"],
@@ -331,22 +204,25 @@ def test_the_wrong_signature_is_refused_before_any_case():
         check(scores_mean, "linear")
 
 
-def test_assert_passed_raises_with_the_formatted_verdict():
+def test_assert_passed_raises_with_the_first_failing_line_first_then_the_verdict():
     check(scores_mean, "scores").assert_passed()
-    with pytest.raises(AssertionError, match="first failing case: 'C=2'"):
-        check(scores_sum, "scores").assert_passed()
+    report = check(scores_sum, "scores")
+    with pytest.raises(AssertionError, match="first failing case: 'C=2'") as raised:
+        report.assert_passed()
+    first_line = str(raised.value).splitlines()[0]  # what pytest's summary line shows
+    assert first_line.startswith("case 'C=2' (correctness) fails: loss: values differ at index"), first_line
+    assert str(report) == report.format() and str(report).endswith("verdict: FAIL")
+
+
+def test_the_error_columns_count_a_wrong_loss():
+    report = check(wrong_loss, "scores")  # gradients right to 1e-17, the loss off by 1e-6
+    assert all(c.status == "FAIL" and c.max_abs_error > 0.9e-6 for c in report.cases if c.tier == "correctness")
 
 
 # ------------------------------------------------------------------ linear cross-entropy
-def linear_ce(X, W, y, bias):
-    """The last layer of a language model: logits X W + b; dX, dW and db through dS = (p - onehot) / N."""
-    loss, dS = scores_mean(X @ W + bias, y)
-    return loss, {"X": dS @ W.T, "W": X.T @ dS, "b": dS.sum(0)}
-
-
 def test_linear_ce_with_and_without_bias():
     report = check(linear_ce, "linear_ce")
-    assert report.passed and any(c.name.startswith("a wider vocabulary") for c in report.cases), report.format()
+    assert report.passed and any(c.name.startswith("a wide vocabulary") for c in report.cases), report.format()
 
     def no_bias(X, W, y):
         loss, grads = linear_ce(X, W, y, np.zeros(W.shape[1]))
@@ -373,7 +249,10 @@ def test_every_case_has_a_tier_and_the_battery_covers_what_it_must():
     assert any(c.name.startswith("square") for c in battery("two_layer", 0))
     regs = {c.inputs["reg"] for c in battery("linear", 0)}
     assert len(regs - {0.0}) >= 3
-    assert battery("scores", 1)[-2].inputs["scores"].shape != battery("scores", 2)[-2].inputs["scores"].shape
+    def random_shapes(seed):
+        return [c.inputs["scores"].shape for c in battery("scores", seed) if c.name.startswith("random")]
+
+    assert random_shapes(1) != random_shapes(2)
 
 
 def test_ignored_rows_appear_and_every_row_ignored_is_robustness_only():
@@ -396,24 +275,20 @@ def test_float32_is_judged_at_float32_tolerance():
     assert not check(lambda S, y: in_float32(S, y, 1.01), "scores", dtype="float32")
 
 
-WEIGHT = np.array([1.0, 2.0, 0.5, 1.5, 0.25])
-
-
-def weighted_smoothed(scores, y, weight=WEIGHT, e=0.1, ignore=-100):
-    """Weighted, label-smoothed cross-entropy with ignored rows, as torch defines it."""
-    kept = y != ignore
-    S, labels = scores[kept], y[kept]
-    shifted = S - S.max(axis=1, keepdims=True)
-    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    C = S.shape[1]
-    q = np.zeros_like(S)
-    q[np.arange(len(labels)), labels] = 1 - e
-    q = (q + e / C) * weight
-    denominator = weight[labels].sum()
-    loss = -(q * log_p).sum() / denominator
-    dS = np.zeros_like(scores)
-    dS[kept] = (np.exp(log_p) * q.sum(axis=1, keepdims=True) - q) / denominator
-    return loss, dS
+@pytest.mark.parametrize("form", ["list", "npy"])
+def test_command_takes_class_weights_as_a_list_or_a_npy_file(tmp_path, capsys, form):
+    weight = "1,2,0.5,1.5,0.25" if form == "list" else str(tmp_path / "w.npy")
+    np.save(tmp_path / "w.npy", WEIGHT)
+    target = "tests/targets/numpy_targets.py:weighted_smoothed"
+    common = ["check", target, "--kind", "scores", "--label-smoothing", "0.1", "--ignore-index", "-100", "--json"]
+    with np.errstate(invalid="ignore"):
+        assert main([*common, "--weight", weight]) == 0, capsys.readouterr().out[-2000:]
+        assert json.loads(capsys.readouterr().out)["options"]["weight"] == WEIGHT.tolist()
+        assert main(common) == 1  # the same function without its weights given: its loss is not the plain one
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([*common, "--weight", "1,two"])
+    assert "expected numbers separated by commas" in capsys.readouterr().err
 
 
 def test_options_are_applied_by_the_oracle():
@@ -604,9 +479,11 @@ def test_a_shape_failure_shows_as_nan_error_whatever_the_order_of_comparisons():
         loss, grads = two_layer(params, X, y, reg)
         return loss, {**grads, "b2": grads["b2"][:-1]}
 
-    case = check(bad_db2, "two_layer").first_failure
+    report = check(bad_db2, "two_layer")
+    case = report.first_failure
     assert any("b2: shape" in m for m in case.messages)
     assert np.isnan(case.max_abs_error) and np.isnan(case.max_rel_error)
+    assert f"| {case.name} | {case.tier} | FAIL | shape | shape |" in str(report)
 
 
 def test_the_suites_own_linear_cross_entropy_passes_the_checker():
@@ -615,6 +492,27 @@ def test_the_suites_own_linear_cross_entropy_passes_the_checker():
     import reference
 
     def fn(X, W, y, bias):
-        return reference.linear_cross_entropy(X, W, y, bias=bias, label_smoothing=0.1, z_loss=1e-4, chunk_size=3)
+        chunk = 3 if W.shape[1] < 100 else 1000  # several chunks and a tail, on every case
+        return reference.linear_cross_entropy(X, W, y, bias=bias, label_smoothing=0.1, z_loss=1e-4, chunk_size=chunk)
 
     reference.check(fn, "linear_ce", label_smoothing=0.1, z_loss=1e-4).assert_passed()
+
+
+# ------------------------------------------------------------------ diagnoses that must not mislead
+@pytest.mark.parametrize("reg_scale", [1.0, 0.5])
+def test_a_loss_and_gradient_on_different_penalties_are_told_so_not_sent_to_another_reg_scale(reg_scale):
+    report = check(penalty_disagrees, "linear", reg_scale=reg_scale)
+    said = messages(report)
+    assert not report and any("the loss and dW disagree on the penalty" in m for m in said), said
+    assert any("the loss has R = 1 * reg * sum W^2; dW is the gradient of R = 0.5 * reg" in m for m in said), said
+    assert not any("--reg-scale 0.5 if" in m or "--reg-scale 1 if" in m for m in said), said
+
+
+def test_a_nan_from_one_max_over_the_batch_is_told_to_shift_each_row_by_its_own():
+    with np.errstate(all="ignore"):
+        report = check(shifted_by(lambda S: S - S.max()), "scores")
+        by_row_mean = check(shifted_by(lambda S: S - S.mean(axis=1, keepdims=True)), "scores")
+    far = next(c for c in report.cases if c.name == "rows 1000 apart in offset")
+    assert any("shift each row by its own max, m_i = max_j s_ij (eq. 15)" in m for m in far.messages), far.messages
+    spread = next(c for c in by_row_mean.cases if c.name == "logit spread 1000")
+    assert spread.status == "FAIL" and not any("own max" in m for m in spread.messages)  # rows 210 apart: not it

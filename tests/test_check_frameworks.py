@@ -21,14 +21,13 @@ from tests.targets import jax_targets, torch_targets
     ("fn", "kind", "options"),
     [
         (torch_targets.custom_function, "scores", {}),
-        (torch_targets.custom_function, "scores", {"dtype": "float32"}),
         (torch_targets.library_smoothed, "scores", {"label_smoothing": 0.1}),
         (torch_targets.library_ignore, "scores", {"ignore_index": -100}),
         (torch_targets.capped_with_z_loss, "scores", {"softcap": 30.0, "z_loss": 1e-4}),
         (torch_targets.linear_pair, "linear", {}),
         (torch_targets.two_layer_autograd, "two_layer", {}),
     ],
-    ids=["custom Function", "float32", "smoothing", "ignore_index", "softcap, z-loss", "linear: loss, dW", "two-layer"],
+    ids=["custom Function", "smoothing", "ignore_index", "softcap, z-loss", "linear: loss, dW", "two-layer"],
 )
 def test_right_torch_functions_pass(fn, kind, options):
     report = check(fn, kind, **options)
@@ -66,6 +65,11 @@ def test_without_torch_a_torch_target_exits_2_with_the_install_hint(tmp_path, mo
         CheckError, match=r"PyTorch is not installed; install the extra: pip install 'softmax-grad\[torch\]'"
     ):
         check(lambda S, y: None, "scores", framework="torch")
+    # The command loads the target in its child process only: there, torch is a package that is not installed.
+    fake = tmp_path / "without_torch" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    monkeypatch.syspath_prepend(str(fake.parent))
     path = tmp_path / "mine.py"
     path.write_text("import torch\n\n\ndef f(scores, y):\n    return torch.nn.functional.cross_entropy(scores, y)\n")
     assert main(["check", f"{path}:f", "--kind", "scores"]) == 2
@@ -85,6 +89,7 @@ def test_a_jax_function_in_float32_is_told_its_errors_are_float32_rounding():
     report = check(jax_targets.in_float32, "scores")
     assert not report.passed
     assert "are float32 rounding" in report.first_failure.messages[-1]
+    assert not any(" 1 times the right one" in m for c in report.cases for m in c.messages)
 
 
 def test_auto_picks_the_framework_the_function_reads(tmp_path):
@@ -100,3 +105,26 @@ def test_auto_picks_the_framework_the_function_reads(tmp_path):
     )
     picked = {name: detect(load_target(f"{path}:{name}")) for name in ("with_jax", "with_numpy", "with_torch")}
     assert picked == {"with_jax": "jax", "with_numpy": "numpy", "with_torch": "torch"}
+
+
+# ------------------------------------------------------------------ both values of a loss returned alone
+def test_a_custom_vjp_whose_forward_rule_returns_the_sum_fails():
+    report = check(jax_targets.cross_entropy_sum_forward, "scores")
+    assert not report and report.framework == "jax"
+    said = report.first_failure.messages
+    assert any(m.startswith("the value jax.value_and_grad returns (a custom_vjp's forward rule) differs") for m in said)
+    assert any("loss matches reduction='sum'" in m for m in said), said
+
+
+@pytest.mark.parametrize(
+    ("fn", "named"),
+    [
+        (torch_targets.forward_wrong_when_grad_wanted, "loss: values differ"),
+        (torch_targets.forward_wrong_without_grad, "the loss of a call without gradients (torch.no_grad()"),
+    ],
+    ids=["wrong when grad is wanted", "wrong without grad"],
+)
+def test_a_torch_function_whose_forward_depends_on_requires_grad_fails(fn, named):
+    report = check(fn, "scores")
+    assert not report and report.first_failure.name == "C=2"
+    assert any(m.startswith(named) for m in report.first_failure.messages), report.first_failure.messages

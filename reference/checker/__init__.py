@@ -1,6 +1,7 @@
 """Check a user's own softmax-loss implementation against the JAX reference.
 
-``check(fn, kind=...)`` runs ``fn`` on a battery of cases in two tiers
+``check(fn, kind=...)`` (kind ``scores``, ``linear``, ``two_layer`` or
+``linear_ce``) runs ``fn`` on a battery of cases in two tiers
 (correctness: moderate inputs; robustness: logits 1000 apart, every row
 ignored), compares its loss and every gradient with the autodiff oracle at the
 tolerance of the cases' dtype, names the slip when a result matches one, and
@@ -9,11 +10,19 @@ the same from the shell. A NumPy, PyTorch or JAX function may return the loss
 and its gradients, or (torch, JAX) the loss alone, which the framework's own
 autodiff differentiates: that is what runs a custom backward.
 
+The function runs in a child process the checker starts once a check and
+controls, so nothing it does (an exit, an ``atexit`` hook, a thread left
+running, a patched module) can change a verdict or an exit status.
+
 The package, one concern a module: ``kinds`` (signatures), ``battery`` (the
 cases), ``oracle`` (JAX autodiff with every loss option), ``frameworks``
-(one adapter per framework), ``runner`` (the fenced call), ``verdict`` (tiers
-and diagnoses), ``report``, ``targets`` (loading ``file.py:function``),
-``repro`` (save and rerun a failing case), ``checking`` (``check`` itself).
+(one adapter per framework), ``runner`` (the fenced call), ``sealed`` (the
+child process, from the checker's side), ``child`` (from its own), ``wire``
+(their messages), ``verdict`` (tiers and diagnoses), ``values`` (both values
+of a loss returned alone), ``hints`` (non-finite results), ``report``,
+``targets`` (loading ``file.py:function``, finding a function from another
+process), ``repro`` (save and rerun a failing case), ``checking`` (``check``
+itself, and its ``Settings``).
 
 The penalty is ``R = reg_scale * reg * sum W^2``: ``reg_scale=0.5`` is the
 derivation's convention (eq. 3), ``1.0`` the one many course versions use.

@@ -8,6 +8,14 @@ warning. Beside the fixed cases (N = 1, C = 2, ties, several ``reg``, rows
 1000 apart in offset within one case, a batch past the small sizes, square
 layers, Fortran-ordered and non-contiguous inputs), seeded random cases of
 varied shape catch what a fixed list would not.
+
+The sizes kernels meet are drawn per seed (``Sizes``): a batch past 128 rows
+that is a multiple of no common block size, and (scores, linear_ce) a class
+count past 4096 that is odd, so a multiple of no chunk width; a large ``reg``
+besides. So are the hard regimes of the label entry ``p_y - 1``: rows whose
+label probability is within 1e-2, 1e-4 and 1e-6 of 1, and near-uniform rows
+over the wide vocabulary. Each new class count is one more compiled oracle
+program, so there is one wide count a check.
 """
 
 from __future__ import annotations
@@ -27,6 +35,46 @@ REGS = (0.05, 0.3, 1.7)  # several strengths, so that a missing or doubled penal
 # C of the random cases. Every other axis varies freely; each class count is one compiled oracle
 # program (rows and hidden units are padded, classes cannot be), and compiling is most of a check's time.
 CLASS_COUNTS = (2, 5, 7)
+LARGE_REG = 50.0  # the penalty dominates: a slip in it cannot hide behind the data term
+CERTAIN = (1e-2, 1e-4, 1e-6)  # 1 - p_y of the "label certain" rows: p_y - 1 is computed by cancellation
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The sizes of one seed's kernel-sized cases: ``rows`` in [130, 300), a multiple of no 8; ``classes``
+    in [4097, 5000), odd. Drawn from their own generator, so the other random cases stay what they were.
+
+    >>> sizes = Sizes.of(0)
+    >>> 130 <= sizes.rows < 300 and sizes.rows % 8 != 0, 4096 < sizes.classes < 5000 and sizes.classes % 2 == 1
+    (True, True)
+    """
+
+    rows: int
+    classes: int
+
+    @classmethod
+    def of(cls, seed: int) -> Sizes:
+        rng = np.random.default_rng([seed, 20])
+        rows = int(rng.integers(130, 300))
+        return cls(rows + 1 if rows % 8 == 0 else rows, int(rng.integers(2048, 2500)) * 2 + 1)
+
+
+def certain_rows(C: int, gen: np.random.Generator, per_level: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose label probability is ``1 - delta`` for each ``delta`` of ``CERTAIN`` (C >= 2).
+
+    The other logits are small noise with exponential sum ``R``; the label's
+    leads by ``log R + log((1 - delta) / delta)``, so ``1 - p_y = delta`` exactly.
+    """
+    rows, labels = [], []
+    for delta in CERTAIN:
+        for _ in range(per_level):
+            s = 0.3 * gen.standard_normal(C)
+            y = int(gen.integers(0, C))
+            rest = np.exp(np.delete(s, y)).sum()
+            s[y] = np.log(rest) + np.log((1 - delta) / delta)
+            rows.append(s)
+            labels.append(y)
+    return np.array(rows), np.array(labels)
 
 
 @dataclass(frozen=True)
@@ -101,7 +149,7 @@ def _scores_cases(seed: int, classes: int | None) -> list[Case]:
         S = scale * fixed.standard_normal((N, C))
         return Case(name, CORRECTNESS, {"scores": S, "y": fixed.integers(0, C, N)}, **extra)
 
-    far = case("rows far apart in scale", 8, 5)
+    far = case("rows 1000 apart in offset", 8, 5)
     far.inputs["scores"] += _row_offsets(8, fixed)[:, None]
     C = classes or 5
     cases = [
@@ -127,6 +175,17 @@ def _scores_cases(seed: int, classes: int | None) -> list[Case]:
                 },
             )
         )
+    sizes = Sizes.of(seed)
+    wide = classes or sizes.classes
+    S, y = certain_rows(classes or 5, fixed)
+    cases += [
+        case(f"N={sizes.rows}", sizes.rows, 5, scale=2.0),
+        Case(f"a wide vocabulary (C = {wide})", CORRECTNESS,
+             {"scores": 3.0 * fixed.standard_normal((6, wide)), "y": fixed.integers(0, wide, 6)}),
+        Case(f"near-uniform rows, wide vocabulary (C = {wide})", CORRECTNESS,
+             {"scores": 1e-3 * fixed.standard_normal((4, wide)), "y": fixed.integers(0, wide, 4)}),
+        Case("label certain (1 - p_y = 1e-2, 1e-4, 1e-6)", CORRECTNESS, {"scores": S, "y": y}),
+    ]  # fmt: skip
     S, y = spread_scores(classes or 5)
     cases.append(Case("logit spread 1000", ROBUSTNESS, {"scores": S, "y": y}))
     return cases
@@ -147,7 +206,7 @@ def _linear_cases(seed: int, classes: int | None) -> list[Case]:
             name, extra.pop("tier", CORRECTNESS), _linear_inputs(N, D, classes or C, reg, gen, w_scale), **extra
         )
 
-    far = case("rows far apart in scale", 10, 6, 5, 0.1)
+    far = case("rows 1000 apart in offset", 10, 6, 5, 0.1)
     far.inputs["X"][:, 0] = _row_offsets(10, fixed)
     far.inputs["W"][0, :] = 1.0  # the same for every class: each row's scores move by its offset, their spread does not
     ties = case("ties (W = 0)", 5, 3, 5, 0.3)
@@ -166,6 +225,11 @@ def _linear_cases(seed: int, classes: int | None) -> list[Case]:
     for k in range(2):
         N, D, C = int(rng.integers(2, 80)), int(rng.integers(2, 12)), int(rng.choice(CLASS_COUNTS))
         cases.append(case(f"random {k + 1} ({N}x{D}x{classes or C})", N, D, C, float(rng.choice((0.0, *REGS))), rng))
+    rows = Sizes.of(seed).rows
+    cases += [
+        case(f"reg {LARGE_REG:g}", 12, 6, 5, LARGE_REG, np.random.default_rng(7)),
+        case(f"N={rows}", rows, 7, 5, 0.3),
+    ]
     S, y = spread_scores(classes or 5)
     spread = {"W": np.eye(S.shape[1]), "X": S, "y": y, "reg": 0.0}  # S = X W = X: the logits 1000 apart
     cases.append(Case("logit spread 1000", ROBUSTNESS, spread))
@@ -187,7 +251,7 @@ def _two_layer_cases(seed: int, classes: int | None) -> list[Case]:
         scale = extra.pop("w2_scale", 1.0)
         return Case(name, tier, _two_layer_inputs(N, D, H, classes or C, reg, s, scale), **extra)
 
-    far = case("rows far apart in scale", 10, 4, 6, 5, 0.1, 5)
+    far = case("rows 1000 apart in offset", 10, 4, 6, 5, 0.1, 5)
     X, p = far.inputs["X"], far.inputs["params"]
     X[:, 0] = np.abs(_row_offsets(10, np.random.default_rng(6)))  # > 0: no exact zero in Z1
     p["W1"][:, 0], p["W1"][0, 0], p["b1"][0] = 0.0, 1.0, 0.0  # hidden unit 0 carries each row's offset...
@@ -208,6 +272,8 @@ def _two_layer_cases(seed: int, classes: int | None) -> list[Case]:
         N, D, H, C = (*(int(rng.integers(2, n)) for n in (80, 10, 12)), int(rng.choice(CLASS_COUNTS)))
         reg, s = float(rng.choice((0.0, *REGS))), int(rng.integers(2**31))
         cases.append(case(f"random {k + 1} ({N}x{D}x{H}x{classes or C})", N, D, H, C, reg, s))
+    rows = Sizes.of(seed).rows
+    cases += [case(f"reg {LARGE_REG:g}", 16, 5, 8, 5, LARGE_REG, 3), case(f"N={rows}", rows, 5, 7, 5, 0.05, 4)]
     cases.append(_two_layer_spread(classes or 5))
     return cases
 
@@ -220,9 +286,9 @@ def _dead_units(C: int) -> Case:
     X = np.random.default_rng(8).standard_normal((8, 4))
     X[[0, 3]] = 0.0
     y = np.random.default_rng(1008).integers(0, C, 8)
-    note = "Z1 holds exact zeros here: eq. (10) takes relu'(0) = 0; relu'(0) = 1 is accepted, with this note"
+    # Z1 holds exact zeros here: eq. (10) takes relu'(0) = 0; relu'(0) = 1 is accepted, with a note (verdict.judge)
     return Case("dead ReLU units (exact zeros in Z1)", CORRECTNESS, {"params": p, "X": X, "y": y, "reg": 0.1},
-                relu_zeros=True, notes=(note,))  # fmt: skip
+                relu_zeros=True)  # fmt: skip
 
 
 def _two_layer_spread(C: int) -> Case:
@@ -248,7 +314,7 @@ def _linear_ce_cases(seed: int, classes: int | None, bias: bool = True) -> list[
     def case(name: str, N: int, D: int, C: int, gen: Any = fixed, **extra: Any) -> Case:
         return Case(name, CORRECTNESS, inputs(N, D, C, gen), **extra)
 
-    far = case("rows far apart in scale", 10, 6, 5)
+    far = case("rows 1000 apart in offset", 10, 6, 5)
     far.inputs["X"][:, 0] = _row_offsets(10, fixed)
     far.inputs["W"][0, :] = 1.0  # the same for every class: each row's logits move by its offset
     ties = case("ties (W = 0)", 8, 3, 5)
@@ -259,13 +325,26 @@ def _linear_ce_cases(seed: int, classes: int | None, bias: bool = True) -> list[
         ties,
         far,
         case("N=48", 48, 7, 5),
-        case("a wider vocabulary (C = 64)", 12, 8, 64),
         case("Fortran-ordered X and W", 12, 6, 5, layout="F"),
         case("non-contiguous X and W", 12, 6, 5, layout="strided"),
     ]
     for k in range(2):
         N, D, C = int(rng.integers(2, 80)), int(rng.integers(2, 12)), int(rng.choice(CLASS_COUNTS))
         cases.append(case(f"random {k + 1} ({N}x{D}x{classes or C})", N, D, C, rng))
+    sizes = Sizes.of(seed)
+    wide = classes or sizes.classes
+    uniform = case(f"near-uniform rows, wide vocabulary (C = {wide})", 4, 6, wide)
+    uniform.inputs["W"] *= 1e-3
+    if bias:
+        uniform.inputs["bias"] *= 1e-3
+    S, y = certain_rows(classes or 5, fixed)
+    certain = {"X": S, "W": np.eye(S.shape[1]), "y": y} | ({"bias": np.zeros(S.shape[1])} if bias else {})
+    cases += [
+        case(f"N={sizes.rows}", sizes.rows, 7, 5),
+        case(f"a wide vocabulary (C = {wide})", 8, 6, wide),
+        uniform,
+        Case("label certain (1 - p_y = 1e-2, 1e-4, 1e-6)", CORRECTNESS, certain),  # X W = X
+    ]
     S, y = spread_scores(classes or 5)
     spread = {"X": S, "W": np.eye(S.shape[1]), "y": y} | ({"bias": np.zeros(S.shape[1])} if bias else {})
     cases.append(Case("logit spread 1000", ROBUSTNESS, spread))  # X W = X: logits 1000 apart

@@ -1,51 +1,91 @@
 """``check``: the battery, the oracle on every case, the user's function on every case, one report.
 
-The oracle runs first, all cases side by side (one compilation per case shape,
-the compilations overlapping), then the function, one fenced call per case.
+The settings are validated once, into one frozen ``Settings``. The target runs
+in a child process (``reference.checker.sealed``), started first so that it
+loads the target while the oracle runs here, all cases side by side (one
+compilation per case shape, the compilations overlapping); then the function,
+one call per case, in that child. A function no other process can find (a
+lambda, a closure) runs in this process instead, in a worker thread.
 """
 
 from __future__ import annotations
 
-import inspect
 import shlex
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from reference.checker import battery as cases_of
-from reference.checker import frameworks, kinds, oracle, repro, runner
+from reference.checker import frameworks, kinds, oracle, repro, runner, sealed
 from reference.checker.battery import Case
 from reference.checker.errors import CheckError
 from reference.checker.report import Report
-from reference.checker.verdict import FAIL, CaseResult, Context, Expected, judge
+from reference.checker.targets import signature_problem
+from reference.checker.values import judge_call
+from reference.checker.verdict import FAIL, CaseResult, Context, Expected
 from softmax_grad.contract import check_options, check_reduction
 from softmax_grad.tolerances import tolerance
 
 DTYPES = ("float64", "float32")
 
 
-def _binds(fn: Callable, example: tuple) -> bool:
-    try:
-        inspect.signature(fn).bind(*example)
-    except (TypeError, ValueError):
-        return False
-    return True
+@dataclass(frozen=True)
+class Settings:
+    """Everything a check is run at, validated once (``Settings.of``); the oracle and the report read it."""
 
+    kind: str
+    framework: str
+    dtype: str
+    strict: bool
+    reduction: str
+    reg_scale: float
+    options: dict[str, Any]  # weight, ignore_index, label_smoothing, z_loss, softcap: as the oracle takes them
+    seed: int
+    timeout: float
 
-def _check_signature(fn: Callable, kind: kinds.Kind, example: tuple) -> None:
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return  # builtins and some C functions have no signature to check
-    try:
-        signature.bind(*example)
-    except TypeError as exc:
-        name = getattr(fn, "__name__", repr(fn))
-        raise CheckError(f"{name}{signature} cannot be called as {kind.signature}: {exc}") from None
+    @classmethod
+    def of(cls, kind: str, *, framework: str = "auto", dtype: str = "float64", strict: bool = False,
+           reduction: str = "mean", reg_scale: float = 0.5, weight: Any = None, ignore_index: int | None = None,
+           label_smoothing: float = 0.0, z_loss: float = 0.0, softcap: float | None = None, seed: int = 0,
+           timeout: float = runner.DEFAULT_TIMEOUT) -> Settings:  # fmt: skip
+        """The settings of ``check``'s arguments; ValueError or TypeError naming the first bad one."""
+        kinds.get(kind)
+        if framework != "auto" and framework not in frameworks.ADAPTERS:
+            raise ValueError(f"framework must be one of {list(frameworks.FRAMEWORKS)}, got {framework!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        if not np.isfinite(reg_scale) or reg_scale < 0:
+            raise ValueError(f"reg_scale must be finite and >= 0, got {reg_scale}")
+        if not (timeout > 0):
+            raise ValueError(f"timeout must be > 0 seconds (inf: no limit), got {timeout}")
+        classes = None if weight is None else len(np.atleast_1d(weight))
+        options = check_options(classes or 1, weight=weight, ignore_index=ignore_index,
+                                label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)  # fmt: skip
+        names = ("weight", "ignore_index", "label_smoothing", "z_loss", "softcap")
+        values = {name: getattr(options, name) for name in names}
+        return cls(kind, framework, dtype, bool(strict), check_reduction(reduction), float(reg_scale), values,
+                   int(seed), float(timeout))  # fmt: skip
+
+    @property
+    def classes(self) -> int | None:
+        """C when a class ``weight`` fixes it."""
+        weight = self.options["weight"]
+        return None if weight is None else len(weight)
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    def saved(self) -> dict[str, Any]:
+        """What ``repro`` saves beside a failing case, to rerun it at these settings."""
+        return {"kind": self.kind, "framework": self.framework, "dtype": self.dtype, "strict": self.strict,
+                "reduction": self.reduction, "reg_scale": self.reg_scale, "options": self.options,
+                "timeout": self.timeout}  # fmt: skip
 
 
 def _denominator(y: np.ndarray, weight: np.ndarray | None, ignore_index: int | None) -> float:
@@ -57,11 +97,9 @@ def _denominator(y: np.ndarray, weight: np.ndarray | None, ignore_index: int | N
 class _Oracle:
     """The oracle's result on one case at the check's settings, and at other ``reg`` or ReLU conventions."""
 
-    def __init__(
-        self, kind: kinds.Kind, case: Case, dtype: np.dtype, settings: dict[str, Any], sizes: dict[str, int]
-    ) -> None:
+    def __init__(self, kind: kinds.Kind, case: Case, settings: Settings, sizes: dict[str, int]) -> None:
         self.kind, self.settings, self.sizes = kind, settings, sizes
-        self.inputs = cases_of.cast(case.inputs, dtype)  # float32 inputs are judged as the numbers they are
+        self.inputs = cases_of.cast(case.inputs, settings.np_dtype)  # float32 inputs are judged as the numbers they are
         self.reg = self.inputs.get("reg", 0.0)
         self.cache: dict[tuple, Expected] = {}
 
@@ -76,15 +114,15 @@ class _Oracle:
             inputs = dict(self.inputs)
             # R = reg_scale * reg * sum W^2 is eq. (3)'s reg'/2 * sum W^2 with reg' = 2 reg_scale reg
             if "reg" in inputs:
-                inputs["reg"] = 2.0 * self.settings["reg_scale"] * key[0]
+                inputs["reg"] = 2.0 * self.settings.reg_scale * key[0]
             static = {"relu_gate_at_zero": True} if relu_gate_at_zero else {}
-            options = dict(self.settings["options"])
+            options = dict(self.settings.options)
             if options["ignore_index"] is None:
                 options["ignore_index"] = PADDING_LABEL  # the padded rows' label; no real label is negative
             loss, gradients = oracle.expected(
                 self.kind,
                 self.kind.call_args(oracle.padded(self.kind, inputs, self.sizes, options["ignore_index"])),
-                reduction=self.settings["reduction"],
+                reduction=self.settings.reduction,
                 options=options,
                 **static,
             )
@@ -129,7 +167,7 @@ def _warm(oracles: list[_Oracle]) -> None:
 
 
 def check(
-    fn: Callable,
+    fn: Callable | str,
     kind: str,
     *,
     framework: str = "auto",
@@ -150,102 +188,158 @@ def check(
     """Run ``fn`` on the battery for ``kind`` and judge every output against the JAX reference.
 
     Args:
-        fn: the function under test, called as ``KINDS[kind]`` says.
-        kind: ``"scores"``, ``"linear"`` or ``"two_layer"``.
+        fn: the function under test, called as ``KINDS[kind]`` says; or ``"path/to/file.py:function"``
+            (``"package.module:function"``), which only the child process imports.
+        kind: ``"scores"``, ``"linear"``, ``"two_layer"`` or ``"linear_ce"`` (``f(X, W, y[, bias])``, the
+            logits ``X W + b`` of a language model's last layer).
         framework: ``"numpy"``, ``"torch"``, ``"jax"``, or ``"auto"`` (what the function's module imports).
         dtype: ``"float64"`` or ``"float32"``: the cases' dtype, and the tolerance row they are judged at.
         strict: count warnings (a non-finite loss beside a right gradient on a robustness case) as failures.
         reduction: ``"mean"`` (eq. 4) or ``"sum"``.
         reg_scale: the penalty ``R = reg_scale * reg * sum W^2``; 0.5 is eq. (3).
         weight, ignore_index, label_smoothing, z_loss, softcap: the loss options the function implements
-            (DESIGN.md, "Loss options"), applied by the oracle. A ``weight`` fixes C = ``len(weight)``.
+            (README, "Loss options"), applied by the oracle. A ``weight`` fixes C = ``len(weight)``.
         seed: seed of the random cases.
-        timeout: seconds each case may take before the function counts as hung.
+        timeout: seconds each case may take before the function counts as hung (``math.inf``: no limit).
         save_failure: where to save the first failing case (``.npz``); None saves nothing.
-        target: how the rerun command can find ``fn`` again (``file.py:name``).
+        target: how the rerun command can find ``fn`` again (``file.py:name``); a string ``fn`` is its own.
 
     Returns:
-        A ``Report``: truthy when it passed; ``report.assert_passed()`` raises ``AssertionError`` otherwise.
+        A ``Report``: truthy when it passed; ``str(report)`` is the verdict; ``report.assert_passed()`` raises
+        ``AssertionError`` otherwise.
 
     Raises:
-        CheckError: ``fn`` cannot be called with the kind's signature, or its framework is not installed.
+        CheckError: ``fn`` cannot be loaded, or called with the kind's signature, or its framework is not installed.
         ValueError, TypeError: an unknown kind, framework, dtype or reduction, or a bad option.
     """
     start = time.perf_counter()
-    spec = kinds.get(kind)
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
-    reduction = check_reduction(reduction)
-    if not np.isfinite(reg_scale) or reg_scale < 0:
-        raise ValueError(f"reg_scale must be finite and >= 0, got {reg_scale}")
-    if not (timeout > 0):
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
-    classes = None if weight is None else len(np.atleast_1d(weight))
-    options = check_options(
-        classes or 1,
-        weight=weight,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        softcap=softcap,
-    )
-    if not callable(fn):
+    settings = Settings.of(kind, framework=framework, dtype=dtype, strict=strict, reduction=reduction,
+                           reg_scale=reg_scale, weight=weight, ignore_index=ignore_index,
+                           label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, seed=seed,
+                           timeout=timeout)  # fmt: skip
+    if not isinstance(fn, str) and not callable(fn):
         raise CheckError(f"the target is a {type(fn).__name__}, not a function")
-    chosen = frameworks.detect(fn) if framework == "auto" else framework
-    adapter = frameworks.adapter(chosen)
-    note = f" (auto: {'the function module imports ' + chosen if chosen != 'numpy' else 'no torch or jax seen'})"
-    battery = cases_of.battery(kind, seed, classes=classes, ignore_index=options.ignore_index)
-    if spec.fallback and not _binds(fn, spec.call_args(battery[0].inputs)):
-        spec = kinds.get(spec.fallback)  # fn(X, W, y): no bias
-        battery = cases_of.battery(spec.name, seed, classes=classes, ignore_index=options.ignore_index)
-    _check_signature(fn, spec, spec.call_args(battery[0].inputs))
-    np_dtype = np.dtype(dtype)
-    option_values = {
-        "weight": options.weight,
-        "ignore_index": options.ignore_index,
-        "label_smoothing": options.label_smoothing,
-        "z_loss": options.z_loss,
-        "softcap": options.softcap,
-    }
-    settings = {"reduction": reduction, "reg_scale": reg_scale, "options": option_values}
+    spec = kinds.get(kind)
+    candidates = [spec.name] + ([spec.fallback] if spec.fallback else [])
+    chosen = settings.framework
+    if not isinstance(fn, str):  # what can be known here is known before any process starts
+        spec = _callable_as(spec, {name: signature_problem(fn, kinds.get(name)) for name in candidates})
+        chosen = frameworks.detect(fn) if chosen == "auto" else chosen
+    child = sealed.open_child(fn, chosen, candidates, settings.timeout)
+    try:
+        report = _check(fn, spec, chosen, settings, child, save_failure,
+                        target or (fn if isinstance(fn, str) else None))  # fmt: skip
+    finally:
+        if child is not None:
+            child.close()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _callable_as(spec: kinds.Kind, problems: dict[str, str | None]) -> kinds.Kind:
+    """``spec``, or its fallback (no bias) when only that fits; CheckError when neither does."""
+    if spec.fallback and problems.get(spec.name) and not problems.get(spec.fallback):
+        return kinds.get(spec.fallback)
+    if problems.get(spec.name):
+        raise CheckError(problems[spec.name])
+    return spec
+
+
+def _battery(spec: kinds.Kind, settings: Settings) -> list[Case]:
+    return cases_of.battery(spec.name, settings.seed, classes=settings.classes,
+                            ignore_index=settings.options["ignore_index"])  # fmt: skip
+
+
+def _oracles(spec: kinds.Kind, battery: list[Case], settings: Settings) -> list[_Oracle]:
     sizes = padding_sizes(spec, battery)
-    oracles = [_Oracle(spec, case, np_dtype, settings, sizes) for case in battery]
+    oracles = [_Oracle(spec, case, settings, sizes) for case in battery]
     _warm(oracles)
+    return oracles
+
+
+def _check(
+    fn: Callable | str,
+    spec: kinds.Kind,
+    chosen: str,
+    settings: Settings,
+    child: sealed.Child | None,
+    save_failure: str | Path | None,
+    target: str | None,
+) -> Report:
+    battery = _battery(spec, settings)
+    oracles = _oracles(spec, battery, settings)  # while the child loads the target
+    if child is not None:
+        loaded = child.loaded()
+        adapter: Any = child.adapter
+        where = "in a child process"
+        if isinstance(fn, str):  # only the child has seen the function
+            chosen, fitted = loaded["framework"], _callable_as(spec, loaded["problems"])
+            if fitted is not spec:  # fn(X, W, y): no bias
+                spec, battery = fitted, _battery(fitted, settings)
+                oracles = _oracles(spec, battery, settings)
+    else:  # a function that no other process can find runs here
+        adapter = frameworks.adapter(chosen)
+        where = ("in the checker's own process: a lambda, a closure or a function of __main__ cannot be loaded by "
+                 "another; define it at the top level of a module (or check file.py:function from the command "
+                 "line) to run it apart")  # fmt: skip
     results: list[CaseResult] = []
-    hung: str | None = None
+    stopped: str | None = None
     for case, expected in zip(battery, oracles, strict=True):
-        if hung is not None:
-            results.append(CaseResult(case.name, case.tier, FAIL, [f"not run: the function hung on {hung!r}"]))
+        if stopped is not None:
+            results.append(CaseResult(case.name, case.tier, FAIL, [f"not run: {stopped}"]))
             continue
-        call = runner.call(fn, spec, case, adapter, np_dtype, timeout)
-        hung = case.name if call.timed_out else None
-        denominator = _denominator(np.asarray(case.labels), options.weight, options.ignore_index)
-        ctx = Context(spec, np_dtype, reduction, reg_scale, denominator, expected, options.softcap)
-        results.append(judge(ctx, case, call, adapter))
-    tol = tolerance(np_dtype, "autodiff")
+        if child is not None:
+            call = child.call(spec, case, settings.np_dtype, settings.timeout)
+            stopped = child.gone
+        else:
+            call = runner.call(fn, spec, case, adapter, settings.np_dtype, settings.timeout)
+            stopped = f"the function hung on {case.name!r}" if call.timed_out else None
+        results.append(judge_call(_context(spec, case, settings, expected), case, call, adapter))
+    return _report(spec, settings, chosen, where, results, battery, save_failure, target)
+
+
+def _context(spec: kinds.Kind, case: Case, settings: Settings, expected: _Oracle) -> Context:
+    options = settings.options
+    denominator = _denominator(np.asarray(case.labels), options["weight"], options["ignore_index"])
+    return Context(spec, settings.np_dtype, settings.reduction, settings.reg_scale, denominator, expected,
+                   options["softcap"])  # fmt: skip
+
+
+def _report(
+    spec: kinds.Kind,
+    settings: Settings,
+    chosen: str,
+    where: str,
+    results: list[CaseResult],
+    battery: list[Case],
+    save_failure: str | Path | None,
+    target: str | None,
+) -> Report:
+    tol = tolerance(settings.np_dtype, "autodiff")
+    auto = settings.framework == "auto"
+    note = f" (auto: {'the function module imports ' + chosen if chosen != 'numpy' else 'no torch or jax seen'})"
     report = Report(
-        kind,
+        settings.kind,
         spec.signature,
         chosen,
-        dtype,
-        reduction,
-        reg_scale,
-        option_values,
-        strict,
+        settings.dtype,
+        settings.reduction,
+        settings.reg_scale,
+        settings.options,
+        settings.strict,
         {"rtol": tol.rtol, "atol": tol.atol},
         results,
-        framework_note=note if framework == "auto" else "",
+        framework_note=note if auto else "",
+        ran=where,
     )
     failure = report.first_failure
     if failure is not None and save_failure is not None:
         path = Path(save_failure)
         case = next(c for c in battery if c.name == failure.name)
-        repro.save(path, case, {"kind": kind, "framework": chosen, "dtype": dtype, "strict": strict,
-                                **settings, "timeout": timeout})  # fmt: skip
+        repro.save(path, case, {**settings.saved(), "kind": spec.name})
         report.failure_file = str(path)
         if target:
             report.rerun = shlex.join([sys.executable, "-m", "reference.checker", str(path), target])
         else:
             report.rerun = f"from reference.checker import rerun; rerun({str(path)!r}, your_function)"
-    report.seconds = time.perf_counter() - start
     return report

@@ -1,8 +1,9 @@
 """The report on a whole check: a table of the cases, the failures and warnings spelled out, standard JSON.
 
 ``bool(report)`` is True when no case failed (and, with ``strict``, none
-warned); ``report.assert_passed()`` raises ``AssertionError`` carrying the
-formatted verdict, the one line a user's own test needs.
+warned); ``str(report)`` is the formatted verdict; ``report.assert_passed()``
+raises ``AssertionError`` whose first line is the first failure (what pytest's
+summary shows), then the verdict: the one line a user's own test needs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Report:
     failure_file: str | None = None
     rerun: str | None = None
     framework_note: str = ""
+    ran: str = ""  # where the function ran: in a child process, or (a lambda, a closure) in the checker's own
 
     @property
     def failures(self) -> list[CaseResult]:
@@ -52,10 +54,15 @@ class Report:
     def first_failure(self) -> CaseResult | None:
         return next(iter(self.failures), None)
 
+    def __str__(self) -> str:
+        return self.format()
+
     def assert_passed(self) -> None:
-        """Raise ``AssertionError`` with the formatted verdict unless the check passed."""
-        if not self.passed:
-            raise AssertionError("\n" + self.format())
+        """Raise ``AssertionError`` unless the check passed: the first failing line, then the formatted verdict."""
+        failure = self.first_failure
+        if failure is not None:
+            why = (failure.messages or failure.warnings or ["failed"])[0]
+            raise AssertionError(f"case {failure.name!r} ({failure.tier}) fails: {why}\n\n{self.format()}")
 
     def to_dict(self) -> dict[str, Any]:
         """Standard JSON: a NaN or infinite number becomes null, beside ``<field>_is`` saying which it was."""
@@ -72,15 +79,14 @@ class Report:
             f"framework {self.framework}{self.framework_note}; {self.dtype} inputs; reduction={self.reduction!r}; "
             + (f"penalty R = {self.reg_scale:g} * reg * sum W^2; " if "reg" in self.signature else "")
             + f"loss options: {options}",
+            *([f"the function ran {self.ran}"] if self.ran else []),
             f"tolerance ({self.dtype}, from the one table): rtol={self.tolerance['rtol']:g}, "
             f"atol={self.tolerance['atol']:g} x max|expected|",
             "",
             "| case | tier | verdict | max abs error | max rel error |",
             "|---|---|---|---|---|",
         ]
-        lines += [
-            f"| {c.name} | {c.tier} | {c.status} | {c.max_abs_error:.1e} | {c.max_rel_error:.1e} |" for c in self.cases
-        ]
+        lines += [f"| {c.name} | {c.tier} | {c.status} | {_errors(c)} |" for c in self.cases]
         failed = sum(case.status == FAIL for case in self.cases)
         summary = f"\n{len(self.cases) - failed} of {len(self.cases)} cases pass"
         if self.warned:
@@ -106,6 +112,18 @@ class Report:
         verdict = "FAIL" if not self.passed else ("pass, with warnings" if self.warned else "pass")
         lines.append(f"\nverdict: {verdict}")
         return "\n".join(lines)
+
+
+def _errors(case: CaseResult) -> str:
+    """The two error columns (loss and gradients alike); where no number means anything, why not."""
+    if not (math.isnan(case.max_abs_error) or math.isnan(case.max_rel_error)):
+        return f"{case.max_abs_error:.1e} | {case.max_rel_error:.1e}"
+    said = " ".join(case.messages + case.warnings)
+    for marker, word in ((": shape", "shape"), ("non-finite", "non-finite"), ("not run", "not run"),
+                         (": dtype", "dtype"), ("the loss is ", "loss not finite")):  # fmt: skip
+        if marker in said:
+            return f"{word} | {word}"
+    return "no result | no result" if case.status == FAIL else "- | -"
 
 
 def _shown(value: Any) -> Any:

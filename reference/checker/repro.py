@@ -60,27 +60,33 @@ def load(path: str | Path) -> tuple[Case, dict[str, Any]]:
 def rerun(path: str | Path, fn: Callable | str):
     """Rerun the case saved at ``path`` on ``fn`` (a function or ``file.py:name``); print and return the verdict.
 
+    The function runs as in ``check``: in a child process when one can load it.
     The result is a ``CaseResult``: ``result.passed`` is True once the case passes.
     """
-    from reference.checker import checking, frameworks, kinds, runner
-    from reference.checker.targets import load_target
-    from reference.checker.verdict import Context, judge
+    from reference.checker import checking, frameworks, kinds, runner, sealed
+    from reference.checker.values import judge_call
 
     case, meta = load(path)
-    function = load_target(fn) if isinstance(fn, str) else fn
-    spec = kinds.get(meta["kind"])
-    adapter = frameworks.adapter(meta["framework"])
-    dtype = np.dtype(meta["dtype"])
-    expected = checking._Oracle(spec, case, dtype, meta, checking.padding_sizes(spec, [case]))
-    call = runner.call(function, spec, case, adapter, dtype, meta["timeout"])
     options = meta["options"]
-    denominator = checking._denominator(np.asarray(case.labels), options["weight"], options["ignore_index"])
-    result = judge(
-        Context(spec, dtype, meta["reduction"], meta["reg_scale"], denominator, expected, options["softcap"]),
-        case,
-        call,
-        adapter,
-    )
+    settings = checking.Settings.of(
+        meta["kind"], framework=meta["framework"], dtype=meta["dtype"], strict=meta["strict"],
+        reduction=meta["reduction"], reg_scale=meta["reg_scale"], timeout=meta["timeout"], **options,
+    )  # fmt: skip
+    spec = kinds.get(meta["kind"])
+    expected = checking._Oracle(spec, case, settings, checking.padding_sizes(spec, [case]))
+    child = sealed.open_child(fn, settings.framework, [spec.name], settings.timeout)
+    try:
+        if child is not None:
+            child.loaded()
+            adapter = child.adapter
+            call = child.call(spec, case, settings.np_dtype, settings.timeout)
+        else:
+            adapter = frameworks.adapter(settings.framework)
+            call = runner.call(fn, spec, case, adapter, settings.np_dtype, settings.timeout)
+    finally:
+        if child is not None:
+            child.close()
+    result = judge_call(checking._context(spec, case, settings, expected), case, call, adapter)
     failed = not result.passed or (meta["strict"] and result.status == "warn")
     verdict = "FAIL" if failed else result.status
     print(f"case {case.name!r} ({meta['kind']}, {meta['framework']}, {meta['dtype']}): {verdict}")

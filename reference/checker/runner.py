@@ -1,13 +1,16 @@
-"""One call of the user's function, fenced: fresh inputs, a time limit, output captured, any exception caught.
+"""One call of the user's function, fenced: fresh inputs, output captured, any exception caught.
 
-Whatever the target does (raises, calls ``sys.exit``, hangs, prints, writes
-into its arguments, removes keys from ``params``) becomes part of the verdict,
-never a traceback or an exit status of the checker itself.
+Whatever the target does (raises, calls ``sys.exit``, prints, writes into its
+arguments, removes keys from ``params``) becomes part of the verdict, never a
+traceback or an exit status of the checker itself. ``run`` makes the call; it
+runs in the checker's child process (``reference.checker.sealed``), or, for a
+function no child can load, in a worker thread here (``call``).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import sys
 import threading
 import traceback
@@ -37,6 +40,8 @@ class Call:
     printed: str = ""
     warned: list[str] = field(default_factory=list)
     mutated: list[str] = field(default_factory=list)
+    second_loss: Any = None  # a lone loss's value as the differentiated call computed it (judged too)
+    second_loss_is: str = ""  # which value that is, in words
 
 
 def fresh_inputs(inputs: Mapping[str, Any], layout: str) -> dict[str, Any]:
@@ -82,47 +87,86 @@ def describe(exc: BaseException) -> str:
     return f"the function raised {type(exc).__name__}: {exc}"
 
 
-def call(fn: Callable, kind: Kind, case: Case, framework: ModuleType, dtype: np.dtype, timeout: float) -> Call:
-    """Run ``fn`` on ``case`` in a worker thread, at most ``timeout`` seconds."""
-    inputs = cast(case.inputs, dtype)
-    given = fresh_inputs(inputs, case.layout)
+def run(
+    fn: Callable,
+    kind: Kind,
+    inputs: Mapping[str, Any],
+    layout: str,
+    framework: ModuleType,
+    dtype: np.dtype,
+    captured: io.StringIO | None = None,
+) -> Call:
+    """Call ``fn`` once on fresh copies of ``inputs`` (already in ``dtype``), here and now, and say what it did.
+
+    Prints and warnings are captured; an exception (``SystemExit`` too) becomes
+    the call's error with the function's own traceback. A loss returned alone is
+    differentiated by the framework, and the value the differentiated call
+    computes is kept beside it: both are judged. With ``captured`` given, the
+    caller has sent ``sys.stdout`` and ``sys.stderr`` there itself.
+    """
+    given = fresh_inputs(inputs, layout)
     outcome = Call()
-
-    def work() -> None:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                with framework.context(dtype):
-                    args = framework.arguments(kind, given)
-                    result = framework.invoke(fn, args)
-                    if isinstance(result, tuple | list) and len(result) == 2:
-                        outcome.result = tuple(result)
-                    elif not _one_number(result):
-                        outcome.result = result  # the verdict says what is wrong with it
-                    else:  # the loss alone: the framework differentiates it
-                        outcome.result = (result, framework.differentiate(fn, kind, args, result))
-                        outcome.by_autodiff = True
-                    outcome.mutated = _changes(inputs, _seen(kind, args, given))
-            outcome.warned = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # SystemExit too: user code must not end the check
-            outcome.error, outcome.traceback = describe(exc), _user_traceback(exc)
-
-    worker = threading.Thread(target=work, name=f"softmax-grad check: {case.name}", daemon=True)
     stdout, stderr = sys.stdout, sys.stderr
+    own = captured is None
+    captured = io.StringIO() if captured is None else captured
+    if own:
+        sys.stdout = sys.stderr = captured
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with framework.context(dtype):
+                args = framework.arguments(kind, given)
+                result = framework.invoke(fn, args, kind)
+                if isinstance(result, tuple | list) and len(result) == 2:
+                    outcome.result = tuple(result)
+                elif not _one_number(result):
+                    outcome.result = result  # the verdict says what is wrong with it
+                else:  # the loss alone: the framework differentiates it
+                    value, gradients = framework.differentiate(fn, kind, args, result)
+                    outcome.result, outcome.by_autodiff = (result, gradients), True
+                    outcome.second_loss, outcome.second_loss_is = value, framework.SECOND_VALUE
+                outcome.mutated = _changes(inputs, _seen(kind, args, given))
+        outcome.warned = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit too: user code must not end the check
+        outcome.error, outcome.traceback = describe(exc), _user_traceback(exc)
+    finally:
+        if own:
+            sys.stdout, sys.stderr = stdout, stderr
+    outcome.printed = captured.getvalue()
+    return outcome
+
+
+def hung(timeout: float) -> str:
+    return f"the function did not return within {timeout:g} s (the per-case limit, --timeout)"
+
+
+def call(fn: Callable, kind: Kind, case: Case, framework: ModuleType, dtype: np.dtype, timeout: float) -> Call:
+    """Run ``fn`` on ``case`` in a worker thread of this process, at most ``timeout`` seconds (``inf``: no limit).
+
+    The fallback for a function that a child process cannot load (a lambda, a
+    closure, a function of ``__main__``); ``reference.checker.sealed`` runs
+    every other one apart.
+    """
+    inputs = cast(case.inputs, dtype)
+    outcome: list[Call] = []
     captured = io.StringIO()
-    sys.stdout = sys.stderr = captured
+    worker = threading.Thread(
+        target=lambda: outcome.append(run(fn, kind, inputs, case.layout, framework, dtype, captured)),
+        name=f"softmax-grad check: {case.name}",
+        daemon=True,
+    )
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = captured  # here, not in the worker: a hung worker must not keep them
     try:
         worker.start()
-        worker.join(timeout)
+        worker.join(None if math.isinf(timeout) else timeout)
     finally:
         sys.stdout, sys.stderr = stdout, stderr
-    outcome.printed = captured.getvalue()
-    if worker.is_alive():
-        outcome.timed_out = True
-        outcome.error = f"the function did not return within {timeout:g} s (the per-case limit, --timeout)"
-    return outcome
+    if worker.is_alive() or not outcome:
+        return Call(timed_out=True, error=hung(timeout))
+    return outcome[0]
 
 
 def _one_number(value: Any) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from reference.checker.battery import ROBUSTNESS, Case
+from reference.checker.hints import non_finite_hints
 from reference.checker.kinds import Kind
 from reference.checker.runner import Call
 from softmax_grad.compare import Comparison, compare, worst
@@ -121,28 +122,29 @@ def _matches(actual: np.ndarray, candidate: Any, tol: Tolerance, gradient: bool)
     return compare(actual, candidate, tol, label="", gradient=gradient).ok
 
 
-def _slips(ctx: Context, case: Case, name: str, want: Any, data: Any) -> list[tuple[str, Any]]:
-    """(description, what the result would be) for each slip this case can tell apart."""
+def _slips(ctx: Context, case: Case, name: str, want: Any, data: Any) -> list[tuple[str, Any, float | None]]:
+    """(description, what the result would be, its penalty convention if it is one) for each slip this case
+    can tell apart."""
     penalty = want - data
     N = ctx.denominator
-    slips: list[tuple[str, Any]] = []
+    slips: list[tuple[str, Any, float | None]] = []
     if N > 1 and not np.isclose(N, 1.0):
         if ctx.reduction == "mean":
             slips.append((f"matches reduction='sum': N = {N:g} times the mean's; divide the data term by N", N * data))
             slips.append((f"is N = {N:g} times too small: divided by N twice?", data / N))
         else:
             slips.append((f"matches reduction='mean': 1/N of the sum's (N = {N:g}); drop the 1/N", data / N))
-        slips = [(text, value + penalty) for text, value in slips]
+        slips = [(text, value + penalty, None) for text, value in slips]
     reg = case.inputs.get("reg", 0.0)
     if reg > 0 and (name == "loss" or name in ctx.kind.penalized):
         slips += [
-            ("lacks the penalty term: it matches reg = 0", data),
-            (_convention(ctx.reg_scale * 2), data + 2 * penalty),
-            (_convention(ctx.reg_scale / 2), data + 0.5 * penalty),
+            ("lacks the penalty term: it matches reg = 0", data, None),
+            (_convention(ctx.reg_scale * 2), data + 2 * penalty, ctx.reg_scale * 2),
+            (_convention(ctx.reg_scale / 2), data + 0.5 * penalty, ctx.reg_scale / 2),
         ]
-    slips.append(("has the wrong sign: it is minus the right one (onehot - p instead of p - onehot?)", -want))
+    slips.append(("has the wrong sign: it is minus the right one (onehot - p instead of p - onehot?)", -want, None))
     if np.ndim(want) == 2 and want.shape[0] == want.shape[1] and not np.allclose(data, data.T):
-        slips.append(("is transposed (its data term; square weights cannot tell by shape)", data.T + penalty))
+        slips.append(("is transposed (its data term; square weights cannot tell by shape)", data.T + penalty, None))
     return slips
 
 
@@ -158,6 +160,7 @@ def diagnose(ctx: Context, case: Case, loss: np.ndarray | None, got: dict[str, n
     want_loss, want = ctx.oracle()
     data_loss, data = ctx.oracle(reg=0.0) if ctx.kind.has_reg() else (want_loss, want)
     hints = []
+    conventions: dict[str, float] = {}  # the penalty scale each quantity was built with, where a slip says
     wrong = {c.label for c in comparisons if not c.ok}
     quantities = [("loss", loss, want_loss, data_loss, False)] if loss is not None else []
     quantities += [(name, got.get(name), want[name], data[name], True) for name in want]
@@ -166,22 +169,28 @@ def diagnose(ctx: Context, case: Case, loss: np.ndarray | None, got: dict[str, n
             continue
         if actual.dtype.kind not in "iuf" or not np.isfinite(actual).all():
             continue
-        for text, candidate in _slips(ctx, case, name, np.asarray(expected, np.float64), data_part):
+        for text, candidate, scale in _slips(ctx, case, name, np.asarray(expected, np.float64), data_part):
             if np.shape(candidate) == np.shape(actual) and _matches(
                 actual, candidate, ctx.tol, is_gradient and ctx.gradient_scaled
             ):
                 hints.append(f"{name} {text}")
+                if scale is not None:
+                    conventions[name] = scale
                 break
         else:
             expected = np.asarray(expected, np.float64)
             norm = float(np.sum(expected * expected))
             factor = float(np.sum(actual * expected)) / norm if norm > 0 else 0.0
             if factor and _matches(actual, factor * expected, ctx.tol, is_gradient and ctx.gradient_scaled):
-                hints.append(f"{name} is {factor:.6g} times the right one")
+                if f"{factor:.6g}" != "1":  # "1 times the right one" says nothing: rounding, named below
+                    hints.append(f"{name} is {factor:.6g} times the right one")
             elif is_gradient and "loss" not in wrong and loss is not None:
                 hints.append(
                     f"the loss is right but {name} is not its gradient: it is the gradient of a different function"
                 )
+    if conventions:
+        hints = _one_penalty(ctx, hints, conventions, wrong, loss is not None)
+    hints += non_finite_hints(ctx.kind, case.inputs, got, wrong, ctx.dtype)
     errors = [c.max_rel_error for c in comparisons if not c.ok]
     if ctx.dtype == np.float64 and errors and all(0 < e <= tolerance(np.float32, "autodiff").rtol for e in errors):
         hints.append(
@@ -189,6 +198,35 @@ def diagnose(ctx: Context, case: Case, loss: np.ndarray | None, got: dict[str, n
             "(an explicit float32, or JAX with x64 off); check it with --dtype float32, or compute in float64"
         )
     return hints
+
+
+def _one_penalty(
+    ctx: Context, hints: list[str], conventions: dict[str, float], wrong: set[str], has_loss: bool
+) -> list[str]:
+    """When the loss and the penalized gradients were built with different penalties, say that, and no --reg-scale.
+
+    A ``--reg-scale`` hint is right only when every quantity follows the one
+    convention it names; otherwise taking it makes the other quantity wrong
+    (the loss with ``reg * sum W^2``, dW with ``reg * W``: each scale "fixes" one).
+    """
+    right = {name: ctx.reg_scale for name in ("loss", *ctx.kind.penalized) if name not in wrong}
+    if not has_loss:
+        right.pop("loss", None)
+    known = right | conventions
+    scales = {name: known[name] for name in ("loss", *ctx.kind.penalized) if name in known}  # the loss first
+    if len(set(scales.values())) < 2:
+        return hints
+    said = "; ".join(
+        f"{'the loss has' if name == 'loss' else name + ' is the gradient of'} R = {scale:g} * reg * sum W^2"
+        for name, scale in scales.items()
+    )
+    names = " and ".join("the loss" if name == "loss" else name for name in scales)
+    kept = [hint for hint in hints if not any(hint.startswith(name + " ") for name in conventions)]
+    return [
+        f"{names} disagree on the penalty: {said}; make them one convention (no --reg-scale makes both right; "
+        f"{ctx.reg_scale:g} was asked for)",
+        *kept,
+    ]
 
 
 # ----------------------------------------------------------------- the verdict
@@ -242,7 +280,7 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
                 result.warnings.append(f"the loss is {float(loss)!r} where no row is kept; the mean of nothing is NaN")
         else:
             loss_comparison = compare(loss, want_loss, ctx.tol, label="loss")
-    every = ([loss_comparison] if loss_comparison else []) + comparisons
+    every = ([loss_comparison] if loss_comparison is not None else []) + comparisons  # a wrong loss is falsy
     result.max_abs_error = worst(c.max_abs_error for c in every)
     result.max_rel_error = worst(c.max_rel_error for c in every)
     gradients_right = all(comparisons) and not grad_problems

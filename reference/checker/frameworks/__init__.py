@@ -5,14 +5,17 @@ Each adapter is one module with the same three functions:
 * ``arguments(kind, inputs)``: the call's arguments in the framework's own
   types, built over fresh NumPy arrays (so that a write into them shows),
   with the differentiable ones marked (``requires_grad`` for torch);
-* ``differentiate(fn, kind, arguments, loss)``: the gradients of a loss the
-  target returned alone, by the framework's own machinery (``backward()``,
-  ``jax.grad``), which is what runs a custom ``autograd.Function`` or
-  ``custom_vjp``; NumPy has none, and says so;
+* ``differentiate(fn, kind, arguments, loss)``: ``(value, gradients)`` for a
+  loss the target returned alone, by the framework's own machinery
+  (``backward()``, ``jax.value_and_grad``), which is what runs a custom
+  ``autograd.Function`` or ``custom_vjp``; ``value`` is the loss as the
+  differentiated call computes it (``SECOND_VALUE`` says which), judged beside
+  the plain call's; NumPy has none, and says so;
 * ``to_numpy(value)``: a returned loss or gradient as a NumPy array;
 
-and a ``context(dtype)`` the call runs inside (JAX's local x64 switch). Adding
-a framework is one module here and one line in ``ADAPTERS``.
+and a ``context(dtype)`` the call runs inside (JAX's local x64 switch). They
+run in the checker's child process, beside the target (``reference.checker.sealed``).
+Adding a framework is one module here and one line in ``ADAPTERS``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """JAX targets: called with ``jax.Array`` arguments; a lone loss goes through ``jax.value_and_grad``.
 
+Both values of a lone loss are judged: the plain call's, and the one
+``value_and_grad`` computes (a ``custom_vjp``'s forward rule), which may differ.
+
 Float64 cases run inside a local ``jax.enable_x64(True)`` context, so a target
 written for JAX's default (x64 off) still computes in float64 there; float32
 cases run with x64 off. No global JAX setting changes.
@@ -25,6 +28,7 @@ from reference.checker.kinds import Kind
 from reference.checker.oracle import COMPILER_OPTIONS
 
 NAME = "jax"
+SECOND_VALUE = "the value jax.value_and_grad returns (a custom_vjp's forward rule)"
 
 # What tracing refuses (Python control flow on values, conversions to NumPy): such a function runs eagerly.
 _TRACE_ERRORS = (
@@ -60,31 +64,64 @@ def _compiled(what: Callable, key: tuple, args: tuple[Any, ...]) -> Callable:
     return program
 
 
-def invoke(fn: Callable, args: tuple[Any, ...]) -> Any:
-    """``fn(*args)``, compiled; eagerly if it cannot be traced, or returns what is not arrays."""
-    try:
-        jax.eval_shape(fn, *args)
-    except _TRACE_ERRORS:
-        return fn(*args)
-    except TypeError:  # returns something that is not a pytree of arrays: let the verdict see it
-        return fn(*args)
-    return _compiled(fn, ("call", fn), args)(*args)
-
-
-def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any) -> dict[str, Any]:
+def _value_and_grad(fn: Callable, kind: Kind) -> tuple[Callable, tuple[str, ...], tuple[int, ...]]:
     names = tuple(dict.fromkeys(path[0] for path, _ in kind.differentiable))
     positions = tuple(kind.arguments.index(name) for name in names)
 
     def loss_of(*call: Any) -> jax.Array:
         return jnp.reshape(fn(*call), ())
 
-    value_and_grad = jax.value_and_grad(loss_of, argnums=positions)
+    return jax.value_and_grad(loss_of, argnums=positions), names, positions
+
+
+def _lone_loss(shape: Any) -> bool:
+    return isinstance(shape, jax.ShapeDtypeStruct) and shape.size == 1 and jnp.issubdtype(shape.dtype, jnp.floating)
+
+
+# value_and_grad's results for a lone loss, computed by invoke in the same program as the plain call
+_differentiated: dict[int, tuple[Any, Any]] = {}
+
+
+def invoke(fn: Callable, args: tuple[Any, ...], kind: Kind | None = None) -> Any:
+    """``fn(*args)``, compiled; eagerly if it cannot be traced, or returns what is not arrays.
+
+    A lone loss is compiled in one program with its ``value_and_grad`` (one
+    compilation a case shape instead of two); ``differentiate`` takes that
+    program's value and gradients.
+    """
+    _differentiated.clear()  # one call at a time: nothing left from another call can be taken for this one's
     try:
-        _, grads = _compiled(value_and_grad, ("grad", fn, positions), args)(*args)
+        shape = jax.eval_shape(fn, *args)
     except _TRACE_ERRORS:
-        _, grads = value_and_grad(*args)
+        return fn(*args)
+    except TypeError:  # returns something that is not a pytree of arrays: let the verdict see it
+        return fn(*args)
+    if kind is not None and _lone_loss(shape):
+        value_and_grad, _, positions = _value_and_grad(fn, kind)
+        try:
+            result, differentiated = _compiled(
+                lambda *call: (fn(*call), value_and_grad(*call)), ("both", fn, positions), args
+            )(*args)
+        except _TRACE_ERRORS:  # traceable forward, untraceable derivative: each as it can
+            return _compiled(fn, ("call", fn), args)(*args)
+        _differentiated[id(args)] = differentiated
+        return result
+    return _compiled(fn, ("call", fn), args)(*args)
+
+
+def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any) -> tuple[Any, dict[str, Any]]:
+    """The value and the gradients ``jax.value_and_grad`` gives: a ``custom_vjp``'s forward rule computes the value."""
+    value_and_grad, names, positions = _value_and_grad(fn, kind)
+    done = _differentiated.pop(id(args), None)
+    if done is not None:
+        value, grads = done
+    else:
+        try:
+            value, grads = _compiled(value_and_grad, ("grad", fn, positions), args)(*args)
+        except _TRACE_ERRORS:
+            value, grads = value_and_grad(*args)
     by_name = dict(zip(names, grads, strict=True))
-    return {
+    return value, {
         name: (by_name[path[0]][path[1]] if len(path) > 1 else by_name[path[0]]) for path, name in kind.differentiable
     }
 

@@ -11,17 +11,18 @@ import numpy as np
 from reference.checker.kinds import Kind
 
 NAME = "numpy"
+SECOND_VALUE = ""  # a NumPy function returns its gradients: there is no differentiated call
 
 
 def arguments(kind: Kind, inputs: Mapping[str, Any]) -> tuple[Any, ...]:
     return kind.call_args(inputs)
 
 
-def invoke(fn: Callable, args: tuple[Any, ...]) -> Any:
+def invoke(fn: Callable, args: tuple[Any, ...], kind: Kind | None = None) -> Any:
     return fn(*args)
 
 
-def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any) -> dict[str, Any]:
+def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any) -> tuple[Any, dict[str, Any]]:
     raise TypeError(f"returned the loss alone; a NumPy function must return {kind.signature.split('-> ')[1]}")
 
 
