@@ -66,7 +66,7 @@ def torch_softmax_loss(S: np.ndarray, y: np.ndarray, options: dict[str, Any]) ->
             kept = labels != ignore_index
             loss = loss + z * torch.logsumexp(Z[kept], dim=1).square().mean()
         loss.backward()
-        return float(loss), scores.grad.numpy()
+        return float(loss.detach()), scores.grad.numpy()
 
     return run
 
@@ -92,7 +92,7 @@ def torch_linear_cross_entropy(X: np.ndarray, W: np.ndarray, y: np.ndarray, chun
         else:
             loss = F.cross_entropy(F.linear(inputs, weights), labels)
         loss.backward()
-        return float(loss), {"X": inputs.grad.numpy(), "W": weights.grad.numpy().T}
+        return float(loss.detach()), {"X": inputs.grad.numpy(), "W": weights.grad.numpy().T}
 
     return run
 

@@ -361,25 +361,26 @@ def _dtype(a: Any) -> np.dtype:
 
 
 def _weight_share(weight: Any, reduction: str, y: Any) -> Any:
-    """NumPy class weights for a ``"mean"`` over integer labels, divided by their largest, in float64.
+    """NumPy class weights for a ``"mean"`` over integer labels, scaled in float64 so that the largest is in [0.5, 1).
 
     Eq. (20)'s mean divides by the kept rows' summed weight, so it does not
-    change when every weight is scaled: dividing by the largest first keeps a
-    tiny uniform weight (1e-50 beside float32 scores) from rounding to 0 in the
-    computing dtype, which would make the mean 0/0. Weights the contract will
-    refuse (not 1-D, negative, non-finite, all 0) are passed on as they are,
-    for its error message; so are the sum (not scale-invariant) and soft targets
-    (their mean divides by N).
+    change when every weight is scaled: scaling first keeps a tiny uniform
+    weight (1e-50 beside float32 scores) from rounding to 0 in the computing
+    dtype, which would make the mean 0/0. The scale is a power of 2, so the
+    scaling is exact and ordinary weights give the same bits as unscaled ones.
+    Weights the contract will refuse (not real numbers, not 1-D, negative,
+    non-finite, all 0) are passed on as they are, for its error message; so are
+    the sum (not scale-invariant) and soft targets (their mean divides by N).
     """
     if weight is None or reduction != "mean" or _dtype(y).kind not in "iu":
         return weight
-    try:
-        w = np.asarray(weight, dtype=np.float64)
-    except (TypeError, ValueError):
+    w = np.asarray(weight)
+    if w.dtype.kind not in "iuf" or w.ndim != 1 or w.size == 0:
         return weight
-    if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or not np.max(w) > 0:
+    w = w.astype(np.float64)
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.max(w) > 0:
         return weight
-    return w / np.max(w)
+    return np.ldexp(w, -np.frexp(np.max(w))[1])
 
 
 @functools.partial(jax.jit, static_argnames=("normalise", "dtype"))
@@ -387,8 +388,8 @@ def _device_weight_share(weight: jax.Array, normalise: bool, dtype: Any) -> tupl
     """``_weight_share`` on device, in the weight's own dtype: the weights in ``dtype`` and whether they are valid."""
     valid = jnp.all(jnp.isfinite(weight)) & jnp.all(weight >= 0)
     top = jnp.max(weight)
-    if normalise:
-        weight = jnp.where(valid & (top > 0), weight / jnp.where(top > 0, top, 1), weight)
+    if normalise:  # a power-of-2 scale: exact
+        weight = jnp.where(valid & (top > 0), jnp.ldexp(weight, -jnp.frexp(top)[1]), weight)
     return weight.astype(dtype), valid
 
 
