@@ -410,7 +410,7 @@ def memory_table(json_path: str | Path) -> str:
             dense = dense_of.get(info["kind"])
             interface = INTERFACES.get(info["kind"].split()[0], info["kind"])
             cells = [info["contender"], interface, seconds(stats["min"]), seconds(stats["median"]), mebibytes(memory)]
-            if dense is not None:
+            if dense is not None and dense["extra_info"]["working_memory_bytes"] > 0:
                 cells += [
                     f"{stats['min'] / dense['stats']['min']:.2f}",
                     f"{memory / dense['extra_info']['working_memory_bytes']:.3f}",
