@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.set_defaults(run=_verify)
     bench = commands.add_parser("bench", help="time every variant side by side; write a table and a plot")
-    bench.add_argument("--quick", action="store_true", help="a few small workloads, about a minute on 2 cores")
+    bench.add_argument("--quick", action="store_true", help="a few workloads, about 3.5 minutes of CPU time")
     bench.add_argument("--out", default="bench-report", help="folder for the JSON, report.md and the plot")
     bench.set_defaults(run=_bench)
     _add_check(commands)
