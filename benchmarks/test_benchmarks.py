@@ -1,15 +1,19 @@
-"""Every variant timed side by side, one table per workload (pytest-benchmark).
+"""Every variant and its peers timed side by side, one table per workload (pytest-benchmark).
 
-Two kinds of table:
+One table per workload (function, shape, dtype) holds three kinds of row:
 
 * ``numpy``: each variant of ``manual.VARIANTS`` through its public function
   (NumPy in, NumPy out, input checks included), beside the machine's floors
   over an (N, C) array of the same dtype: one ``np.exp`` pass, one copy pass
   (a read and a write of the same bytes) and the BLAS row-sum pass ``S @ 1``.
-* ``jax``: on device arrays, the compiled variant's jitted core (the closed form)
-  beside ``jax.jit(jax.value_and_grad(...))`` of the reference loss (autodiff)
-  and a jitted ``jnp.exp`` pass, compilation excluded, results blocked on, the
-  same dtype on both sides.
+* ``jax``: on device arrays, ``compiled (device)``, the compiled variant's
+  public function (input checks included), its jitted core alone (the closed
+  form), the peer ``jax autodiff``, ``jax.jit(jax.value_and_grad(...))`` of the
+  plain loss as a user writes it (``benchmarks.peers.plain_loss``; with
+  options, the reference loss), and a jitted ``jnp.exp`` pass; compilation
+  excluded, results blocked on, the same dtype on every side.
+* ``torch``: the peer ``torch``, ``F.cross_entropy`` and ``backward()`` on the
+  CPU (softmax_loss workloads; skipped with a note where torch is missing).
 
 Plain ``pytest`` runs each benchmark once, as a smoke test; ``softmax-grad bench``
 times them.
@@ -25,6 +29,7 @@ import numpy as np
 import pytest
 
 import manual
+from benchmarks.peers import TORCH_MISSING, plain_loss, torch_module, torch_softmax_loss
 from benchmarks.workloads import WITH_OPTIONS, inputs, public_name, scores_shape, skip_reason
 from manual import compiled
 from reference import losses
@@ -37,10 +42,11 @@ NUMPY_FLOORS = {
     "copy floor": np.copy,
     "row-sum floor": lambda S: S @ np.ones(S.shape[1], S.dtype),
 }
-JAX_CONTENDERS = ("compiled core", "jax autodiff", "jnp.exp floor")
+JAX_CONTENDERS = ("compiled (device)", "compiled core", "jax autodiff", "jnp.exp floor")
+SOFTMAX_WORKLOADS = ("softmax_loss", WITH_OPTIONS)
 
 AUTODIFF = {
-    "softmax_loss": jax.jit(jax.value_and_grad(losses.softmax_loss_value)),
+    "softmax_loss": jax.jit(jax.value_and_grad(plain_loss)),
     "linear_loss": jax.jit(functools.partial(jax.value_and_grad(losses.linear_loss_value), reduction="mean")),
     "two_layer_loss": jax.jit(jax.value_and_grad(losses.two_layer_loss_value)),
 }
@@ -52,8 +58,11 @@ CORES = {
 
 
 def with_options(contender: str, options: dict, dtype) -> functools.partial:
-    """``fn(S, y)`` with the options bound: the compiled variant's options core, or autodiff of the reference."""
+    """``fn(S, y)`` with the options bound: the compiled variant's public function or options core, or autodiff
+    of the reference loss."""
     weight = jnp.asarray(options["weight"])
+    if contender == "compiled (device)":
+        return functools.partial(compiled.softmax_loss, **{**options, "weight": weight})
     if contender == "compiled core":
         numbers = {key: jnp.asarray(options[key], dtype) for key in ("label_smoothing", "z_loss", "softcap")}
         return functools.partial(
@@ -65,7 +74,7 @@ def with_options(contender: str, options: dict, dtype) -> functools.partial:
 def describe(benchmark, kind: str, function: str, shape, dtype, contender: str) -> None:
     N, C = scores_shape(function, shape)
     name = np.dtype(dtype).name
-    benchmark.group = f"{function} {'x'.join(map(str, shape))} {name} [{kind}]"
+    benchmark.group = f"{function} {'x'.join(map(str, shape))} {name}"
     benchmark.extra_info.update(
         kind=kind,
         function=function,
@@ -74,6 +83,7 @@ def describe(benchmark, kind: str, function: str, shape, dtype, contender: str) 
         contender=contender,
         scores_elements=N * C,
         variants=list(manual.VARIANTS),
+        missing_peers={} if torch_module() else {"torch": TORCH_MISSING},
     )
 
 
@@ -101,6 +111,8 @@ def test_numpy_interface(benchmark, workload, contender, dtype):
 @pytest.mark.parametrize("contender", JAX_CONTENDERS)
 def test_jax_on_device(benchmark, workload, contender, dtype):
     function, shape = workload
+    if contender == "compiled (device)" and function not in SOFTMAX_WORKLOADS:
+        pytest.skip("compiled takes device arrays in softmax_loss and linear_cross_entropy only")
     describe(benchmark, "jax", function, shape, dtype, contender)
     args, kwargs = inputs(function, shape, dtype)
     with jax.enable_x64(dtype == np.float64):
@@ -110,9 +122,11 @@ def test_jax_on_device(benchmark, workload, contender, dtype):
         elif function == WITH_OPTIONS:
             fn, device_args = with_options(contender, kwargs, dtype), tuple(jnp.asarray(a) for a in args)
         else:
-            fn = CORES[function] if contender == "compiled core" else AUTODIFF[function]
+            fn = {"compiled core": CORES[function], "jax autodiff": AUTODIFF[function]}.get(contender)
+            if fn is None:  # the public function, checks included; NumPy-style keywords (reg) stay keywords
+                fn = functools.partial(getattr(compiled, function), **kwargs)
             device_args = jax.tree_util.tree_map(jnp.asarray, args)
-            if "reg" in kwargs:
+            if "reg" in kwargs and contender != "compiled (device)":
                 device_args = (*device_args, jnp.asarray(kwargs["reg"], dtype))
 
         def run():
@@ -122,3 +136,16 @@ def test_jax_on_device(benchmark, workload, contender, dtype):
         leaves = jax.tree_util.tree_leaves(benchmark(run))
         assert all(leaf.dtype == dtype for leaf in leaves if jnp.issubdtype(leaf.dtype, jnp.floating))
         assert len(leaves) == len(jax.tree_util.tree_leaves(result))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_torch_on_the_cpu(benchmark, workload, dtype):
+    function, shape = workload
+    if function not in SOFTMAX_WORKLOADS:
+        pytest.skip("torch is timed on the softmax_loss workloads only")
+    if torch_module() is None:
+        pytest.skip(TORCH_MISSING)
+    describe(benchmark, "torch", function, shape, dtype, "torch")
+    (S, y), options = inputs(function, shape, dtype)
+    loss, dS = benchmark(torch_softmax_loss(S, y, options))
+    assert np.isfinite(loss) and dS.dtype == dtype

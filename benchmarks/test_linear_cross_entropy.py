@@ -10,9 +10,18 @@ Two tables per workload (N, D, V), float32, one per framework:
   gradients, measured in a separate call from the timed ones.
 * ``jax lce``: ``jax autodiff``, ``jax.jit(jax.value_and_grad(...))`` of the
   dense reference loss; ``compiled core``, the class-chunked
-  ``manual.compiled.linear_cross_entropy_core`` (default chunk). Working
-  memory: the compiled executable's ``memory_analysis().temp_size_in_bytes``
-  (arguments and outputs excluded), compilation outside the timing.
+  ``manual.compiled.linear_cross_entropy_core`` (default chunk);
+  ``compiled (device)``, the public ``manual.compiled.linear_cross_entropy``
+  on device arrays, input checks included. Working memory: the compiled
+  executable's ``memory_analysis().temp_size_in_bytes`` (arguments and
+  outputs excluded), compilation outside the timing.
+* ``torch lce``: ``torch dense`` (``F.linear`` + ``F.cross_entropy``) and
+  ``torch chunked`` (``F.linear_cross_entropy`` with its chunking options),
+  NumPy in and out through ``torch.from_numpy``. Working memory: the growth of
+  a fresh process's peak resident memory over one call
+  (``benchmarks.peers.torch_working_memory``). Skipped without torch.
+
+All contenders of a workload share one table.
 
 Plain ``pytest`` runs each contender once on a tiny workload as a smoke test.
 """
@@ -26,12 +35,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks.peers import TORCH_MISSING, torch_linear_cross_entropy, torch_module, torch_working_memory
 from benchmarks.workloads import LINEAR_CE, LINEAR_CE_SMOKE, linear_ce_inputs, working_memory
 from manual import compiled, vectorized
 from reference import losses
 
 NUMPY_CONTENDERS = ("numpy dense", "vectorized", "numpy rows blocked")
-JAX_CONTENDERS = ("jax autodiff", "compiled core")
+JAX_CONTENDERS = ("jax autodiff", "compiled core", "compiled (device)")
+TORCH_CONTENDERS = ("torch dense", "torch chunked")
 ROW_BLOCK = 128
 
 
@@ -93,7 +104,7 @@ def pytest_generate_tests(metafunc):  # the workloads depend on whether the run 
 
 def describe(benchmark, kind: str, shape: tuple[int, int, int], contender: str, memory: int) -> None:
     N, _, V = shape
-    benchmark.group = f"linear_cross_entropy {'x'.join(map(str, shape))} float32 [{kind}]"
+    benchmark.group = f"linear_cross_entropy {'x'.join(map(str, shape))} float32"
     benchmark.extra_info.update(
         kind=kind,
         function="linear_cross_entropy",
@@ -104,6 +115,7 @@ def describe(benchmark, kind: str, shape: tuple[int, int, int], contender: str, 
         variants=[],
         working_memory_bytes=int(memory),
         logits_bytes=N * V * 4,
+        missing_peers={} if torch_module() else {"torch": TORCH_MISSING},
     )
 
 
@@ -119,17 +131,37 @@ def test_numpy_time_and_memory(benchmark, lce_shape, contender):
 @pytest.mark.parametrize("contender", JAX_CONTENDERS)
 def test_jax_time_and_memory(benchmark, lce_shape, contender):
     X, W, y = (jnp.asarray(a) for a in linear_ce_inputs(lce_shape))
+    zero = jnp.asarray(0.0, jnp.float32)
     if contender == "jax autodiff":
         fn = jax.jit(jax.value_and_grad(losses.linear_cross_entropy_value, argnums=(0, 1)))
-    else:
-        zero = jnp.asarray(0.0, jnp.float32)
+    elif contender == "compiled core":
         fn = jax.jit(lambda X, W, y: compiled.linear_cross_entropy_core(X, W, y, None, None, zero, zero, None))
+    else:  # what the public function compiles on device arrays: the core and the input checks in one program
+        fn = jax.jit(
+            lambda X, W, y: compiled._linear_cross_entropy_checked(
+                X, W, y, None, None, True, (zero, zero, None), ignore_index=None, reduction="mean", chunk_size=None
+            )
+        )
     executable = fn.lower(X, W, y).compile()
     describe(benchmark, "jax lce", lce_shape, contender, executable.memory_analysis().temp_size_in_bytes)
 
     def run():
+        if contender == "compiled (device)":  # timed through the public function, checks and all
+            return jax.block_until_ready(compiled.linear_cross_entropy(X, W, y))
         return jax.block_until_ready(executable(X, W, y))
 
     run()
     leaves = jax.tree_util.tree_leaves(benchmark(run))
     assert all(leaf.dtype == jnp.float32 for leaf in leaves)
+
+
+@pytest.mark.parametrize("contender", TORCH_CONTENDERS)
+def test_torch_time_and_memory(benchmark, lce_shape, contender):
+    if torch_module() is None:
+        pytest.skip(TORCH_MISSING)
+    chunked = contender == "torch chunked"
+    X, W, y = linear_ce_inputs(lce_shape)
+    run = torch_linear_cross_entropy(X, W, y, chunked)
+    describe(benchmark, "torch lce", lce_shape, contender, torch_working_memory(lce_shape, chunked))
+    loss, grads = benchmark(run)
+    assert np.isfinite(loss) and grads["W"].shape == W.shape

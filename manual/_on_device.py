@@ -2,10 +2,12 @@
 
 ``softmax_grad.contract`` validates NumPy input by reading it. A ``jax.Array``
 (possibly sharded over a device mesh) stays where it is: shapes, dimensions
-and dtypes come from its metadata, and the value checks (finite entries,
-labels in ``[0, C)``, non-negative soft targets and class weights) are reduced
-on the device to one index each; only those few integers, and the one
-offending entry for the message, cross to the host.
+and dtypes come from its metadata (``check_layout``), and the value checks
+(finite entries, labels in ``[0, C)``, non-negative soft targets and class
+weights) are one boolean, ``values_are_valid``, that the compiled program
+computes beside the loss from row reductions it mostly makes anyway. Only that
+boolean crosses to the host; when it is False, ``check_on_device`` finds the
+first bad entry of each check and raises the contract's error naming it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["check_on_device", "is_device_call"]
+__all__ = ["check_layout", "check_on_device", "is_device_call", "values_are_valid"]
 
 
 def is_device_call(*arguments: object) -> bool:
@@ -51,6 +53,51 @@ def _first_bad_entries(
     return jnp.stack(checks)
 
 
+def _all_finite(a: jax.Array) -> jax.Array:
+    """True when every entry is finite, from the row max and min: NaN propagates through both, +inf is a max,
+    -inf a min. The max is the one the loss takes anyway (XLA computes it once), so only the min is a new pass."""
+    if not jnp.issubdtype(a.dtype, jnp.floating):
+        return jnp.asarray(True)
+    axis = a.ndim - 1
+    return jnp.all(jnp.isfinite(jnp.max(a, axis=axis))) & jnp.all(jnp.isfinite(jnp.min(a, axis=axis)))
+
+
+def values_are_valid(
+    values: tuple[jax.Array, ...], y: jax.Array, weight: jax.Array | None, ignore_index: int | None, n_classes: int
+) -> jax.Array:
+    """A 0-d boolean, traced inside the caller's ``jax.jit``: True when every value check of ``check_on_device``
+    passes (finite ``values`` and ``weight``, labels in ``[0, n_classes)`` or ``ignore_index``, soft targets
+    finite and >= 0, weights >= 0).
+
+    >>> import jax.numpy as jnp
+    >>> bool(values_are_valid((jnp.zeros((2, 3)),), jnp.array([0, 3]), None, None, 3))
+    False
+    """
+    ok = [_all_finite(a) for a in values]
+    if jnp.issubdtype(y.dtype, jnp.floating):
+        ok += [_all_finite(y), jnp.all(jnp.min(y, axis=1) >= 0)]  # NaN fails >= 0 too
+    else:
+        in_range = (y >= 0) & (y < n_classes)
+        ok.append(jnp.all(in_range if ignore_index is None else in_range | (y == ignore_index)))
+    if weight is not None:
+        ok += [_all_finite(weight), jnp.all(weight >= 0)]
+    return functools.reduce(jnp.logical_and, ok)
+
+
+def check_layout(
+    arrays: Mapping[str, jax.Array | None], y: jax.Array, weight: jax.Array | None, n_classes: int
+) -> None:
+    """The checks that read metadata alone: real dtypes for ``arrays`` and ``weight``, weight (C,), label dtype."""
+    named = {name: a for name, a in {**arrays, "weight": weight}.items() if a is not None}
+    for name, a in named.items():  # as the NumPy contract: real numbers; integers are computed in float64
+        if a.dtype == jnp.bool_ or not (jnp.issubdtype(a.dtype, jnp.floating) or jnp.issubdtype(a.dtype, jnp.integer)):
+            raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    if weight is not None and weight.shape != (n_classes,):
+        raise ValueError(f"weight has shape {weight.shape}, expected (C,) = ({n_classes},)")
+    if not jnp.issubdtype(y.dtype, jnp.floating) and not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"y must hold integer class labels or floating soft targets, got dtype {y.dtype}")
+
+
 def check_on_device(
     arrays: Mapping[str, jax.Array | None],
     y: jax.Array,
@@ -61,20 +108,19 @@ def check_on_device(
     """Raise the contract's errors for ``arrays`` (name to floating array, or None), labels or soft targets ``y``,
     and class ``weight`` (C,), all on device; the shapes of ``arrays`` and ``y`` are the caller's to check.
 
+    Each check is reduced on the device to the flat index of its first bad
+    entry; those few integers, and the one offending entry, cross to the host.
+    The compiled functions call this only after ``values_are_valid`` came out
+    False, to name what is wrong.
+
     >>> import jax.numpy as jnp
     >>> check_on_device({"scores": jnp.zeros((2, 3))}, jnp.array([0, 3]), None, None, 3)
     Traceback (most recent call last):
     ValueError: y[1] = 3 is out of range: labels must lie in [0, 3) for C = 3
     """
+    check_layout(arrays, y, weight, n_classes)
     named = {name: a for name, a in {**arrays, "weight": weight}.items() if a is not None}
-    for name, a in named.items():  # as the NumPy contract: real numbers; integers are computed in float64
-        if a.dtype == jnp.bool_ or not (jnp.issubdtype(a.dtype, jnp.floating) or jnp.issubdtype(a.dtype, jnp.integer)):
-            raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    if weight is not None and weight.shape != (n_classes,):
-        raise ValueError(f"weight has shape {weight.shape}, expected (C,) = ({n_classes},)")
     soft = jnp.issubdtype(y.dtype, jnp.floating)
-    if not soft and not jnp.issubdtype(y.dtype, jnp.integer):
-        raise TypeError(f"y must hold integer class labels or floating soft targets, got dtype {y.dtype}")
     exempt = 0 if ignore_index is None else ignore_index  # label 0 is never out of range: exempting it exempts none
     wide = any(a.dtype.itemsize == 8 for a in (*named.values(), y))  # 64-bit arrays are read in 64-bit mode
     with jax.enable_x64(wide):

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manual._on_device import check_on_device, is_device_call
+from manual._on_device import check_layout, check_on_device, is_device_call, values_are_valid
 from manual._options import class_chunk_width
 from softmax_grad.contract import (
     TEXTBOOK,
@@ -93,34 +93,62 @@ def row_max_and_sum(S: jax.Array, one_pass: bool) -> tuple[jax.Array, jax.Array]
     return m[:, None], sums[:, None]
 
 
+def _log_sums(others: jax.Array, E_y: jax.Array) -> jax.Array:
+    """``log(others + E_y)``, as ``log1p(others)`` where the label holds the row max (``E_y = 1``): a loss
+    near 0 (``p_y`` near 1) keeps its digits instead of rounding ``1 + others`` first."""
+    return jnp.where(E_y == 1, jnp.log1p(others), jnp.log(others + E_y))
+
+
+def _online_others(S: jax.Array, Y: jax.Array, S_y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One pass (accelerators): the online pair over ``S`` with the label's entry the empty pair ``(-inf, 0)``,
+    merged with ``S_y`` at the end: the row max ``m`` and the other classes' ``sum_{j != y} exp(S_ij - m_i)``."""
+    empty = (jnp.array(-jnp.inf, S.dtype), jnp.array(0, S.dtype))
+    masked = (jnp.where(Y, -jnp.inf, S), jnp.where(Y, 0, 1).astype(S.dtype))
+    m_others, s_others = jax.lax.reduce(masked, empty, _merge, (1,))
+    m = jnp.maximum(m_others[:, None], S_y)
+    return m, jnp.where(s_others == 0, 0, s_others * jnp.exp(m_others - m[:, 0]))[:, None]
+
+
 @functools.partial(jax.jit, static_argnames=("reduction", "stable", "one_pass"))
 def softmax_loss_core(
     S: jax.Array, y: jax.Array, reduction: str = "mean", stable: bool = True, one_pass: bool | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """Loss (eqs. 4, 15) and ``dS = scale (P - Y)`` (eq. 6), ``scale = 1/N`` for ``"mean"``.
 
-    ``one_pass`` picks how the row max and sum are found (see ``row_max_and_sum``);
-    by default one pass on accelerators and two on the CPU.
+    The label entry ``p_y - 1`` is eq. (30)'s ``-(sum_{j != y} exp(s_j - m)) / sums``,
+    a quotient with no subtraction in it: the ``exp`` pass skips the label
+    (its entry is ``exp(-inf) = 0``), so its row sum is the other classes' sum,
+    and ``sums`` adds the label's term from the gathered ``S_y``. ``one_pass``
+    picks how the row max and sums are found (see ``row_max_and_sum``); by
+    default one pass on accelerators and two on the CPU.
     """
     scale = 1.0 / S.shape[0] if reduction == "mean" else 1.0
     if one_pass is None:
         one_pass = jax.default_backend() != "cpu"
-    if stable:
-        shift, sums = row_max_and_sum(S, one_pass)
-        E = jnp.exp(S - shift)
-        # eq. (15); S_y - shift first, exact when S_y is the max (log(sums) + shift would round at |shift|)
-        loss = jnp.sum(jnp.log(sums) - (jnp.take_along_axis(S, y[:, None], axis=1) - shift))
+    Y = y[:, None] == jnp.arange(S.shape[1])  # fused into the loops that use it, never stored
+    S_y = jnp.take_along_axis(S, y[:, None], axis=1)
+    if not stable:
+        E = jnp.exp(jnp.where(Y, -jnp.inf, S))
+        others, E_y = jnp.sum(E, axis=1, keepdims=True), jnp.exp(S_y)
+        sums = others + E_y
+        loss = -jnp.sum(jnp.log(E_y / sums))  # eq. (2) as written
     else:
-        E = jnp.exp(S)
-        sums = jnp.sum(E, axis=1, keepdims=True)
-        loss = -jnp.sum(jnp.log(jnp.take_along_axis(E, y[:, None], axis=1) / sums))  # eq. (2) as written
+        if one_pass:
+            shift, others = _online_others(S, Y, S_y)
+            E = jnp.exp(jnp.where(Y, -jnp.inf, S) - shift)
+        else:
+            shift = jnp.max(S, axis=1, keepdims=True)
+            E = jnp.exp(jnp.where(Y, -jnp.inf, S) - shift)
+            others = jnp.sum(E, axis=1, keepdims=True)
+        E_y = jnp.exp(S_y - shift)
+        sums = others + E_y
+        # eq. (15); S_y - shift first, exact when S_y is the max (log(sums) + shift would round at |shift|)
+        loss = jnp.sum(_log_sums(others, E_y) - (S_y - shift))
     # XLA on the CPU divides by multiplying with 1/sums and flushes a subnormal 1/sums to 0.
     # With the shift sums >= 1, so that never happens; the literal formula (stable=False)
     # therefore fails a little earlier here than in NumPy: once sums > 4.5e307 (score 708.4).
-    P = E / sums
-    Y = y[:, None] == jnp.arange(S.shape[1])  # fused into the output loop, never stored
-    dS = scale * (P - Y)  # eq. (6)
-    return scale * loss, dS
+    P_minus_Y = jnp.where(Y, -others / sums, E / sums)  # eqs. (6), (30)
+    return scale * loss, scale * P_minus_Y
 
 
 @functools.partial(jax.jit, static_argnames=("reduction", "stable", "ignore_index"))
@@ -137,8 +165,11 @@ def softmax_loss_options_core(
 ) -> tuple[jax.Array, jax.Array]:
     """Loss and dS with the options of eqs. (17)-(24), by row coefficients.
 
-    ``dZ_i = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24); for integer
-    labels ``q`` is a comparison and a broadcast inside XLA's output loop.
+    ``dZ_i = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24). For integer
+    labels ``q`` is a comparison and a broadcast inside XLA's output loop, and
+    the label's entry is an (N,) vector apart: ``a p_y - q_y`` is taken as
+    ``(1-e) w_y (p_y - 1) + (e/C)(p_y sum_j w_j - w_y)`` with eq. (30)'s
+    ``p_y - 1``, so that ``p_y`` near 1 cancels nothing.
     """
     N, C = S.shape
     e, z = label_smoothing, z_loss
@@ -154,23 +185,40 @@ def softmax_loss_options_core(
         kept = jnp.ones(N, S.dtype) if ignore_index is None else (y != ignore_index).astype(S.dtype)
         labels = jnp.where(kept > 0, y, 0)
         Y = labels[:, None] == jnp.arange(C)  # fused, never stored
-        q = w * ((1 - e) * Y + e / C)  # eq. (18), integer labels
-        denominator = jnp.sum(kept * w[labels])
+        w_y = w[labels]
+        denominator = jnp.sum(kept * w_y)
     if reduction == "mean":
         r = jnp.where(denominator > 0, kept / jnp.where(denominator > 0, denominator, 1), 0)  # eq. (20); 0 if D_n = 0
         u = kept / jnp.maximum(jnp.sum(kept), 1)  # eq. (21)
     else:
         r = u = kept
-    sums = jnp.sum(jnp.exp(shifted), axis=1)
-    log_sums = jnp.log(sums)
+    if y.ndim == 2:
+        log_sums = jnp.log(jnp.sum(jnp.exp(shifted), axis=1))
+        a = jnp.sum(q, axis=1)
+        row_losses = a * log_sums - jnp.sum(q * shifted, axis=1)  # eq. (19), shifted form
+    else:  # eq. (30): the exp pass skips the label, whose term is added from the gathered shifted_y
+        shifted_y = jnp.take_along_axis(shifted, labels[:, None], axis=1)[:, 0]
+        E = jnp.exp(jnp.where(Y, -jnp.inf, shifted))
+        others = jnp.sum(E, axis=1)
+        sums = others + jnp.exp(shifted_y)
+        log_sums = _log_sums(others, jnp.exp(shifted_y))
+        w_total = jnp.sum(w)
+        a = (1 - e) * w_y + (e / C) * w_total  # eq. (18) summed over j
+        row_losses = a * log_sums - ((1 - e) * w_y * shifted_y + (e / C) * (shifted @ w))  # eq. (19), shifted form
     lse = shift[:, 0] + log_sums
-    a = jnp.sum(q, axis=1)
-    row_losses = a * log_sums - jnp.sum(q * shifted, axis=1)  # eq. (19), shifted form
     loss = jnp.sum(r * row_losses) + jnp.where(z > 0, z * jnp.sum(u * lse * lse), 0.0)  # eq. (21); no 0 * inf
     if reduction == "mean":
         loss = jnp.where(denominator > 0, loss, jnp.nan)
-    P = jnp.exp(shifted - log_sums[:, None])
-    dZ = r[:, None] * (a[:, None] * P - q) + (2 * z * u * lse)[:, None] * P  # eq. (24), the two terms apart
+    z_coef = 2 * z * u * lse  # eq. (24): the z-loss term's coefficient of p_i, added apart so that it keeps its digits
+    if y.ndim == 2:
+        P = jnp.exp(shifted - log_sums[:, None])
+        dZ = r[:, None] * (a[:, None] * P - q) + z_coef[:, None] * P
+    else:
+        P = E / sums[:, None]  # p_ij for j != y; the label's entry is the (N,) vector below
+        p_y = jnp.exp(shifted_y - log_sums)
+        label = r * ((1 - e) * w_y * (-others / sums) + (e / C) * (w_total * p_y - w_y)) + z_coef * p_y  # eq. (30)
+        others_entries = (r * a)[:, None] * P - (r * (e / C))[:, None] * w + z_coef[:, None] * P  # eq. (24), j != y
+        dZ = jnp.where(Y, label[:, None], others_entries)
     if softcap is not None:
         dZ = dZ * (1 - jnp.square(Z / softcap))  # eq. (17)'s chain factor
     return loss, dZ
@@ -278,15 +326,18 @@ def softmax_loss(
 ) -> tuple[Any, Any]:
     """Softmax cross-entropy loss and ``dS = (P - Y) / N`` (eqs. 4, 6), compiled by XLA; NumPy or device arrays.
 
-    ``reduction="sum"`` drops the ``1/N``; ``stable=False`` is the post's literal
-    formula, which breaks down past a score of about 708.4 in float64 (87.3 in
-    float32): XLA flushes the then subnormal ``1/sum`` to zero. With options
-    (weights, ignore_index, smoothing, soft targets, z-loss, soft-capping),
-    eqs. (17)-(24).
+    The label entry is eq. (30), free of cancellation. ``reduction="sum"``
+    drops the ``1/N``; ``stable=False`` is the post's literal formula, which
+    breaks down past a score of about 708.4 in float64 (87.3 in float32): XLA
+    flushes the then subnormal ``1/sum`` to zero. With options (weights,
+    ignore_index, smoothing, soft targets, z-loss, soft-capping), eqs. (17)-(24).
 
     NumPy in, NumPy out (a Python float loss). If ``scores``, ``y`` or ``weight``
-    is a ``jax.Array``, everything stays on the device: the checks run there
-    (``manual._on_device``) and the results are ``jax.Array``, the loss 0-d.
+    is a ``jax.Array``, everything stays on the device and the results are
+    ``jax.Array``, the loss 0-d: the value checks run inside the compiled
+    program, beside the loss, and only their verdict (one boolean) comes to
+    the host, where a bad input raises the contract's error (``manual._on_device``).
+    The call therefore waits for its result.
 
     >>> from manual import compiled
     >>> loss, dS = compiled.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
@@ -297,24 +348,94 @@ def softmax_loss(
     >>> isinstance(dS, jax.Array), loss.shape, round(float(loss), 6)
     (True, (), 0.693147)
     """
-    options = {
-        "weight": weight,
-        "ignore_index": ignore_index,
-        "label_smoothing": label_smoothing,
-        "z_loss": z_loss,
-        "softcap": softcap,
-    }
+    options = {"ignore_index": ignore_index, "label_smoothing": label_smoothing, "z_loss": z_loss, "softcap": softcap}
     if not is_device_call(scores, y, weight):
-        return _softmax_loss_on_host(scores, y, reduction=reduction, stable=stable, **options)
-    return _softmax_loss_on_device(scores, y, reduction, stable, **options)
+        weight = _weight_share(weight, reduction, y)
+        return _softmax_loss_on_host(scores, y, reduction=reduction, stable=stable, weight=weight, **options)
+    return _softmax_loss_on_device(scores, y, reduction, stable, weight=weight, **options)
+
+
+def _dtype(a: Any) -> np.dtype:
+    """The dtype of an array argument, read from its metadata (a device array is not copied to the host)."""
+    return np.dtype(a.dtype) if hasattr(a, "dtype") else np.asarray(a).dtype
+
+
+def _weight_share(weight: Any, reduction: str, y: Any) -> Any:
+    """NumPy class weights for a ``"mean"`` over integer labels, scaled in float64 so that the largest is in [0.5, 1).
+
+    Eq. (20)'s mean divides by the kept rows' summed weight, so it does not
+    change when every weight is scaled: scaling first keeps a tiny uniform
+    weight (1e-50 beside float32 scores) from rounding to 0 in the computing
+    dtype, which would make the mean 0/0. The scale is a power of 2, so the
+    scaling is exact and ordinary weights give the same bits as unscaled ones.
+    Weights the contract will refuse (not real numbers, not 1-D, negative,
+    non-finite, all 0) are passed on as they are, for its error message; so are
+    the sum (not scale-invariant) and soft targets (their mean divides by N).
+    """
+    if weight is None or reduction != "mean" or _dtype(y).kind not in "iu":
+        return weight
+    w = np.asarray(weight)
+    if w.dtype.kind not in "iuf" or w.ndim != 1 or w.size == 0:
+        return weight
+    w = w.astype(np.float64)
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.max(w) > 0:
+        return weight
+    return np.ldexp(w, -np.frexp(np.max(w))[1])
+
+
+@functools.partial(jax.jit, static_argnames=("normalise", "dtype"))
+def _device_weight_share(weight: jax.Array, normalise: bool, dtype: Any) -> tuple[jax.Array, jax.Array]:
+    """``_weight_share`` on device, in the weight's own dtype: the weights in ``dtype`` and whether they are valid."""
+    valid = jnp.all(jnp.isfinite(weight)) & jnp.all(weight >= 0)
+    top = jnp.max(weight)
+    if normalise:  # a power-of-2 scale: exact
+        weight = jnp.where(valid & (top > 0), jnp.ldexp(weight, -jnp.frexp(top)[1]), weight)
+    return weight.astype(dtype), valid
+
+
+def _class_weight_on_device(weight: jax.Array | None, normalise: bool, dtype: np.dtype) -> tuple[Any, Any]:
+    """The class weights cast to ``dtype`` (their share for a mean, ``_weight_share``) and a device flag."""
+    if weight is None:
+        return None, True
+    wide = weight.dtype.itemsize == 8  # a float64 weight is read in 64-bit mode, not truncated on the way in
+    with jax.enable_x64(wide or dtype == np.float64):
+        source = weight if jnp.issubdtype(weight.dtype, jnp.floating) else weight.astype(np.float64)
+        return _device_weight_share(source, normalise, np.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnames=("ignore_index", "reduction", "stable", "plain"))
+def _softmax_loss_checked(
+    S: jax.Array,
+    y: jax.Array,
+    weight: jax.Array | None,
+    weight_valid: Any,
+    scalars: tuple[jax.Array, jax.Array, jax.Array | None],
+    ignore_index: int | None,
+    reduction: str,
+    stable: bool,
+    plain: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Loss, dS and the inputs' verdict in one compiled program: the checks share the loss's passes over ``S``."""
+    if plain:
+        loss, dS = softmax_loss_core(S, y, reduction=reduction, stable=stable)
+    else:
+        loss, dS = softmax_loss_options_core(
+            S, y, weight, *scalars, ignore_index=ignore_index, reduction=reduction, stable=stable
+        )
+    valid = values_are_valid((S,), y, None, ignore_index, S.shape[1]) & weight_valid
+    return loss, dS, valid
 
 
 def _softmax_loss_on_device(
     scores: Any, y: Any, reduction: str, stable: bool, *, weight: Any, **options: Any
 ) -> tuple[jax.Array, jax.Array]:
-    """``softmax_loss`` for device arrays: the contract checked on device, the cores run where the data is."""
-    S, y = jnp.asarray(scores), jnp.asarray(y)
-    weight = None if weight is None else jnp.asarray(weight)
+    """``softmax_loss`` for device arrays: shapes checked from metadata, values checked inside the compiled call."""
+    dtype = np.dtype(np.float32 if _dtype(scores) == np.float32 else np.float64)
+    with jax.enable_x64(dtype == np.float64):  # NumPy arguments beside device ones are moved in the right width
+        S, y = (a if isinstance(a, jax.Array) else jnp.asarray(a) for a in (scores, y))
+    if weight is not None and not isinstance(weight, jax.Array):
+        with jax.enable_x64(_dtype(weight).itemsize == 8):
+            weight = jnp.asarray(weight)
     if S.ndim != 2:
         raise ValueError(f"scores must be 2-D with shape (N, C), got {S.ndim}-D array of shape {S.shape}")
     if 0 in S.shape:
@@ -327,22 +448,25 @@ def _softmax_loss_on_device(
     checked = check_options(C, **options)
     if y.ndim == 2 and checked.ignore_index is not None:
         raise ValueError(f"ignore_index={checked.ignore_index} applies to integer labels only; y holds soft targets")
-    check_on_device({"scores": S}, y, weight, checked.ignore_index, C)
-    dtype = np.dtype(np.float32 if S.dtype == jnp.float32 else np.float64)
+    check_layout({"scores": S}, y, weight, C)
+    normalise = reduction == "mean" and y.ndim == 1
+    cast_weight, weight_valid = _class_weight_on_device(weight, normalise, dtype)
     with jax.enable_x64(dtype == np.float64):
-        S = S.astype(dtype)
-        y = y.astype(dtype) if y.ndim == 2 else y
-        if checked.plain and weight is None and y.ndim == 1:
-            return softmax_loss_core(S, y, reduction=reduction, stable=stable)
-        return softmax_loss_options_core(
-            S,
-            y,
-            None if weight is None else weight.astype(dtype),
-            *_scalar_options(checked, dtype),
+        loss, dS, valid = _softmax_loss_checked(
+            S.astype(dtype),
+            y.astype(dtype) if y.ndim == 2 else y,
+            cast_weight,
+            weight_valid,
+            _scalar_options(checked, dtype),
             ignore_index=checked.ignore_index,
             reduction=reduction,
             stable=stable,
+            plain=checked.plain and weight is None and y.ndim == 1,
         )
+    if not valid:  # the one value that comes to the host; the exact search runs only for bad input
+        check_on_device({"scores": S}, y, weight, checked.ignore_index, C)
+        raise ValueError("the inputs hold a value the contract refuses")  # not reached: the search names it
+    return loss, dS
 
 
 @linear_loss_entry
@@ -410,26 +534,38 @@ def _capped(S: jax.Array, softcap: jax.Array | None) -> jax.Array:
     return S if softcap is None else softcap * jnp.tanh(S / softcap)  # eq. (17)
 
 
-def _lse_update(carry: tuple[jax.Array, jax.Array], Z: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Eq. (26): fold one chunk of logits into the running max ``m`` and sum ``s``."""
-    m, s = carry
-    m_new = jnp.maximum(m, jnp.max(Z, axis=1))
-    return m_new, s * jnp.exp(m - m_new) + jnp.sum(jnp.exp(Z - m_new[:, None]), axis=1)
+def _lse_update(
+    carry: tuple[jax.Array, jax.Array, jax.Array], Z: jax.Array, Y: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Eq. (26) with the label apart (eq. 30): fold one chunk of logits into the running max ``m`` and sum ``s``
+    of the other classes, and into ``z_y``, the label's logit (``Y`` marks its column if it is in this chunk)."""
+    m, s, z_y = carry
+    others = jnp.where(Y, -jnp.inf, Z)
+    m_new = jnp.maximum(m, jnp.max(others, axis=1))
+    # A row with no other class yet (its label alone in the first chunk) keeps m = -inf: shift by 0 there.
+    shift = jnp.where(jnp.isfinite(m_new), m_new, 0)
+    s = s * jnp.exp(m - shift) + jnp.sum(jnp.exp(others - shift[:, None]), axis=1)
+    return m_new, s, z_y + jnp.sum(jnp.where(Y, Z, 0), axis=1)
 
 
 def _chunk_gradient(
-    S: jax.Array, k0: Any, lse: jax.Array, z_coef: jax.Array, rows: tuple[jax.Array, ...], w_k: jax.Array,
-    e: Any, V: int, softcap: jax.Array | None,
+    S: jax.Array, k0: Any, lse: jax.Array, label_entry: jax.Array, z_coef: jax.Array, rows: tuple[jax.Array, ...],
+    w_k: jax.Array, w_total: jax.Array, e: Any, V: int, softcap: jax.Array | None,
 ) -> tuple[jax.Array, jax.Array]:  # fmt: skip
-    """Chunk ``k``'s ``dS^(k)`` by eq. (24) with the final ``lse``, and its share of the row losses (eq. 19)."""
-    labels, w_y, a, r, _, _ = rows
+    """Chunk ``k``'s ``dS^(k)`` by eq. (24) with the final ``lse``, and its share of the row losses (eq. 19).
+
+    ``a p - q`` is taken as ``(1-e) w_y (p - e_y) + (e/V)(p sum_j w_j - w)``, the
+    label's ``p_y - 1`` being ``label_entry`` (eq. 30), computed once per row.
+    """
+    labels, w_y, _, r, _, _ = rows
     Z = _capped(S, softcap)
     log_p = Z - lse[:, None]  # -log p_ij = lse_i - Z_ij >= 0: the loss subtracts nothing large
     Y = labels[:, None] == k0 + jnp.arange(S.shape[1])  # the label's column, if in this chunk; never stored
     row_loss = -(1 - e) * w_y * jnp.sum(jnp.where(Y, log_p, 0), axis=1) - (e / V) * (log_p @ w_k)  # eq. (19)
     P = jnp.exp(log_p)
-    dZ = (r * a)[:, None] * P - (r * (e / V))[:, None] * w_k - (r * (1 - e) * w_y)[:, None] * Y  # eq. (24)
-    dZ = dZ + z_coef[:, None] * P  # the z-loss term added apart from r a, so that it keeps its digits
+    P_minus_Y = jnp.where(Y, label_entry[:, None], P)  # eq. (30)
+    dZ = (r * (1 - e) * w_y)[:, None] * P_minus_Y + (r * (e / V))[:, None] * (w_total * P - w_k)  # eq. (24)
+    dZ = dZ + z_coef[:, None] * P  # the z-loss term added apart, so that it keeps its digits
     if softcap is not None:
         dZ = dZ * (1 - jnp.square(Z / softcap))  # eq. (17)'s chain factor, 1 - tanh^2
     return dZ, row_loss
@@ -471,22 +607,31 @@ def linear_cross_entropy_core(
     full, tail = divmod(V, width)
     tail_start = full * width
 
-    def lse_step(k: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        return _lse_update(carry, _capped(_chunk_logits(X, W, bias, k * width, width), softcap))
+    labels = rows[0]
+
+    def lse_step(k0: Any, size: int, carry: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
+        Y = labels[:, None] == k0 + jnp.arange(size)  # the label's column, if in this chunk; never stored
+        return _lse_update(carry, _capped(_chunk_logits(X, W, bias, k0, size), softcap), Y)
 
     # Carries start from full_like(X, ...), so that inside shard_map they vary over the batch axis as X does.
-    m, s = jax.lax.fori_loop(
-        0, full, lse_step, (jax.lax.full_like(X, -jnp.inf, shape=(N,)), jax.lax.full_like(X, 0, shape=(N,)))
-    )
+    start = (jax.lax.full_like(X, -jnp.inf, shape=(N,)), jax.lax.full_like(X, 0, shape=(N,)))
+    carry = jax.lax.fori_loop(0, full, lambda k, c: lse_step(k * width, width, c), (*start, start[1]))
     if tail:
-        m, s = _lse_update((m, s), _capped(_chunk_logits(X, W, bias, tail_start, tail), softcap))
-    lse = m + jnp.log(s)
+        carry = lse_step(tail_start, tail, carry)
+    m_others, s_others, z_y = carry
+    m = jnp.maximum(m_others, z_y)
+    others = jnp.where(s_others == 0, 0, s_others * jnp.exp(m_others - m))  # no 0 * exp(nan) when V = 1
+    sums = others + jnp.exp(z_y - m)
+    lse = m + _log_sums(others, jnp.exp(z_y - m))
+    label_entry = -others / sums  # eq. (30): p_y - 1 with nothing cancelled
     z_coef = 2 * z * rows[4] * lse  # eq. (24): the z-loss term's coefficient of p_i
+    w_total = jnp.sum(w)
 
     def spend(k0: Any, size: int, carry: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
         dX, dW, db, row_loss = carry
         w_k = jax.lax.dynamic_slice_in_dim(w, k0, size)
-        dS, chunk_loss = _chunk_gradient(_chunk_logits(X, W, bias, k0, size), k0, lse, z_coef, rows, w_k, e, V, softcap)
+        S = _chunk_logits(X, W, bias, k0, size)
+        dS, chunk_loss = _chunk_gradient(S, k0, lse, label_entry, z_coef, rows, w_k, w_total, e, V, softcap)
         dX = dX + dS @ jax.lax.dynamic_slice_in_dim(W, k0, size, axis=1).T  # eq. (27): a sum over chunks
         dW = jax.lax.dynamic_update_slice_in_dim(dW, X.T @ dS, k0, axis=1)  # eq. (27): written once
         db = jax.lax.dynamic_update_slice_in_dim(db, ones @ dS, k0, axis=0)  # eq. (27): 1^T dS^(k)
@@ -537,21 +682,25 @@ def _linear_cross_entropy_on_host(
     return loss, {"X": dX, "W": dW} | ({} if bias is None else {"b": db})
 
 
-def _check_on_device(
-    X: jax.Array, W: jax.Array, y: jax.Array, bias: jax.Array | None, weight: jax.Array | None, ignore: int | None
-) -> None:
-    """The contract's checks for device arrays, without copying them to the host (``manual._on_device``).
-
-    Shapes, dimensions and dtypes are read from the arrays' metadata; finiteness,
-    label range and weight signs are reduced on device to a few indices, the only
-    numbers (with the one offending entry, for the message) that cross to the host.
-    """
-    N, _, V = check_linear_layout(X.shape, W.shape, None if bias is None else bias.shape)
-    if not jnp.issubdtype(y.dtype, jnp.integer):
-        raise TypeError(f"y must hold integer class labels (N,), got dtype {y.dtype} and shape {y.shape}")
-    if y.shape != (N,):
-        raise ValueError(f"y has shape {y.shape}, expected (N,) = ({N},) from X")
-    check_on_device({"X": X, "W": W, "bias": bias}, y, weight, ignore, V)
+@functools.partial(jax.jit, static_argnames=("ignore_index", "reduction", "chunk_size"))
+def _linear_cross_entropy_checked(
+    X: jax.Array,
+    W: jax.Array,
+    y: jax.Array,
+    bias: jax.Array | None,
+    weight: jax.Array | None,
+    weight_valid: Any,
+    scalars: tuple[jax.Array, jax.Array, jax.Array | None],
+    ignore_index: int | None,
+    reduction: str,
+    chunk_size: int | None,
+) -> tuple[jax.Array, ...]:
+    """``linear_cross_entropy_core`` and the inputs' verdict (``values_are_valid``) in one compiled program."""
+    results = linear_cross_entropy_core(
+        X, W, y, bias, weight, *scalars, ignore_index=ignore_index, reduction=reduction, chunk_size=chunk_size
+    )
+    values = (X, W) if bias is None else (X, W, bias)
+    return *results, values_are_valid(values, y, None, ignore_index, W.shape[1]) & weight_valid
 
 
 def linear_cross_entropy(
@@ -579,9 +728,11 @@ def linear_cross_entropy(
     ``jax.Array`` (possibly sharded over the batch on a device mesh), the
     inputs stay on their devices and the results are ``jax.Array``: a 0-d
     loss and gradients laid out as XLA chooses (``dX`` sharded like ``X``).
-    Checks on device arrays read only their metadata and six device-side
-    reductions (finite values, label range, weight signs); an overflow of the
-    logits is not checked there.
+    Checks on device arrays read their metadata, and their values inside the
+    compiled program, beside the loss (one boolean comes to the host; a bad
+    input then raises the contract's error); an overflow of the logits is not
+    checked there. The label entry is eq. (30), the other classes' sum kept as
+    its own running quantity, so ``p_y`` near 1 cancels nothing.
 
     >>> import numpy as np
     >>> from manual import compiled
@@ -589,42 +740,53 @@ def linear_cross_entropy(
     >>> round(loss, 6), grads["W"].round(6).tolist()
     (1.098612, [[-0.166667, 0.333333, -0.166667]])
     """
-    if not any(isinstance(a, jax.Array) for a in (X, W, y, bias, weight)):
+    if not is_device_call(X, W, y, bias, weight):
         return _linear_cross_entropy_on_host(
             X,
             W,
             y,
             bias=bias,
             reduction=reduction,
-            weight=weight,
+            weight=_weight_share(weight, reduction, y),
             ignore_index=ignore_index,
             label_smoothing=label_smoothing,
             z_loss=z_loss,
             softcap=softcap,
             chunk_size=chunk_size,
         )
-    floats = [np.dtype(getattr(a, "dtype", None) or np.asarray(a).dtype) for a in (X, W, bias) if a is not None]
-    dtype = np.float32 if all(d == np.float32 for d in floats) else np.float64
-    with jax.enable_x64(dtype == np.float64):  # NumPy arguments beside device ones are moved to the device as they are
-        X, W, y = (a if isinstance(a, jax.Array) else jnp.asarray(a) for a in (X, W, y))
-        bias, weight = (a if a is None or isinstance(a, jax.Array) else jnp.asarray(a) for a in (bias, weight))
+    dtype = np.dtype(np.float32 if all(_dtype(a) == np.float32 for a in (X, W, bias) if a is not None) else np.float64)
+    with jax.enable_x64(dtype == np.float64):  # NumPy arguments beside device ones are moved in the right width
+        X, W, y, bias = (a if a is None or isinstance(a, jax.Array) else jnp.asarray(a) for a in (X, W, y, bias))
+    if weight is not None and not isinstance(weight, jax.Array):
+        with jax.enable_x64(_dtype(weight).itemsize == 8):
+            weight = jnp.asarray(weight)
     reduction = check_reduction(reduction)
     chunk_size = check_chunk_size(chunk_size)
     options = check_options(
         W.shape[1], ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
     )
-    _check_on_device(X, W, y, bias, weight, options.ignore_index)
+    N, _, V = check_linear_layout(X.shape, W.shape, None if bias is None else bias.shape)
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"y must hold integer class labels (N,), got dtype {y.dtype} and shape {y.shape}")
+    if y.shape != (N,):
+        raise ValueError(f"y has shape {y.shape}, expected (N,) = ({N},) from X")
+    arrays = {"X": X, "W": W, "bias": bias}
+    check_layout(arrays, y, weight, V)
+    cast_weight, weight_valid = _class_weight_on_device(weight, reduction == "mean", dtype)
     with jax.enable_x64(dtype == np.float64):
-        cast = [None if a is None else a.astype(dtype) for a in (X, W, bias, weight)]
-        loss, dX, dW, db = linear_cross_entropy_core(
-            cast[0],
-            cast[1],
+        loss, dX, dW, db, valid = _linear_cross_entropy_checked(
+            X.astype(dtype),
+            W.astype(dtype),
             y,
-            cast[2],
-            cast[3],
-            *_scalar_options(options, dtype),
+            None if bias is None else bias.astype(dtype),
+            cast_weight,
+            weight_valid,
+            _scalar_options(options, dtype),
             ignore_index=options.ignore_index,
             reduction=reduction,
             chunk_size=chunk_size,
         )
+    if not valid:  # the one value that comes to the host; the exact search runs only for bad input
+        check_on_device(arrays, y, weight, options.ignore_index, V)
+        raise ValueError("the inputs hold a value the contract refuses")  # not reached: the search names it
     return loss, {"X": dX, "W": dW} | ({} if bias is None else {"b": db})

@@ -1,13 +1,18 @@
 """Turn pytest-benchmark's JSON into a Markdown table and a log-log plot.
 
-One table per workload, every contender a row: median time, spread (the
-interquartile range), speedup against the baselines present in the table
-(``per_element``, ``vectorized``, ``jax autodiff``), and the ratio to the floor.
-The floor of a NumPy table is the larger of two passes over the same (N, C)
+One table per workload, every contender a row, whatever its interface (NumPy
+arrays, device arrays, torch tensors): median time, spread (the interquartile
+range), speedup against the baselines present in the table (``per_element``,
+``vectorized``), the ratio to the floor, and the ratio to the fastest peer, the
+code a user would run instead (``torch``, ``jax autodiff``; see
+benchmarks/peers.py). Variant names come from the JSON, so a variant added to
+``manual.VARIANTS`` (``tuned``, the engineered NumPy kernel) shows up as it is;
+when one is called ``tuned``, the floors table sets it beside ``vectorized``.
+The floor of a table is the larger of two NumPy passes over the same (N, C)
 array measured in the same run, one ``np.exp`` and one copy (a read and a
 write of the same bytes): a loss and its gradient need both the ``exp`` work
 and that memory traffic. Which one is larger says what bounds this machine:
-``exp`` (compute) or memory. The jax tables' floor is a jitted ``jnp.exp``.
+``exp`` (compute) or memory; without them, a jitted ``jnp.exp``.
 The plot shows median time against N x C for ``softmax_loss``, one line per
 contender; it needs matplotlib (the ``plot`` extra) and is skipped with a
 message without it.
@@ -21,7 +26,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-BASELINES = ("per_element", "vectorized", "jax autodiff")
+BASELINES = ("per_element", "vectorized")
+TEXTBOOK, TUNED = "vectorized", "tuned"
+# What a user would run instead of the suite (benchmarks/peers.py), and what the suite offers for the same call.
+PEERS = ("torch", "torch dense", "torch chunked", "jax autodiff")
+OURS_ON_DEVICE = "compiled (device)"
+INTERFACES = {"numpy": "NumPy", "jax": "jax.Array", "torch": "torch, CPU"}
 LOOPS = ("per_element", "per_row")
 EXP_FLOOR, COPY_FLOOR, ROW_SUM_FLOOR, JAX_FLOOR = "np.exp floor", "copy floor", "row-sum floor", "jnp.exp floor"
 FLOORS = (EXP_FLOOR, COPY_FLOOR, ROW_SUM_FLOOR, JAX_FLOOR)
@@ -42,6 +52,12 @@ class Timing:
     iqr: float
     rounds: int
     variants: tuple[str, ...]
+    missing_peers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def interface(self) -> str:
+        """What the contender takes and returns: NumPy arrays, device arrays or torch tensors."""
+        return INTERFACES.get(self.kind.split()[0], self.kind)
 
 
 def load(path: str | Path) -> list[Timing]:
@@ -64,6 +80,7 @@ def load(path: str | Path) -> list[Timing]:
                 iqr=stats["iqr"],
                 rounds=stats["rounds"],
                 variants=tuple(info.get("variants", ())),
+                missing_peers=tuple(sorted(info.get("missing_peers", {}).items())),
             )
         )
     return timings
@@ -99,17 +116,37 @@ def _group_order(timings: list[Timing]) -> list[str]:
 
 
 def floor_of(medians: dict[str, float]) -> float | None:
-    """The larger of the bounding floors in one table (exp pass, copy pass), or None without one.
+    """The larger of the NumPy floors in one table (exp pass, copy pass), else the ``jnp.exp`` pass, else None.
 
-    >>> floor_of({"np.exp floor": 0.004, "copy floor": 0.003, "vectorized": 0.005})
+    >>> floor_of({"np.exp floor": 0.004, "copy floor": 0.003, "jnp.exp floor": 0.001, "vectorized": 0.005})
     0.004
+    >>> floor_of({"jnp.exp floor": 0.001})
+    0.001
     """
-    present = [medians[f] for f in BOUNDING_FLOORS if f in medians]
+    present = [medians[f] for f in (EXP_FLOOR, COPY_FLOOR) if f in medians]
+    if not present and JAX_FLOOR in medians:
+        present = [medians[JAX_FLOOR]]
     return max(present) if present else None
 
 
+def fastest_peer(medians: dict[str, float]) -> float | None:
+    """The smallest median among the peers in one table, or None without one.
+
+    >>> fastest_peer({"torch": 0.009, "jax autodiff": 0.005, "vectorized": 0.006})
+    0.005
+    """
+    present = [medians[p] for p in PEERS if p in medians]
+    return min(present) if present else None
+
+
+def _missing_peer_notes(rows: list[Timing]) -> list[tuple[str, str]]:
+    return sorted({note for t in rows for note in t.missing_peers})
+
+
 def table(timings: list[Timing]) -> str:
-    """Markdown: one table per workload; "x floor" is the time over the larger floor (``floor_of``)."""
+    """Markdown: one table per workload; "x floor" is the time over the floor (``floor_of``), "/ fastest peer"
+    the time over the fastest peer's (``fastest_peer``): under 1 is faster than anything a user would pick instead.
+    """
     by_group: dict[str, list[Timing]] = defaultdict(list)
     for t in timings:
         by_group[t.group].append(t)
@@ -118,17 +155,22 @@ def table(timings: list[Timing]) -> str:
         rows = sorted(by_group[group], key=lambda t: t.median, reverse=True)
         medians = {t.contender: t.median for t in rows}
         baselines = [b for b in BASELINES if b in medians]
-        floor = floor_of(medians)
-        header = ["contender", "median", "spread (IQR)", *[f"speedup vs {b}" for b in baselines], "x floor"]
+        floor, peer = floor_of(medians), fastest_peer(medians)
+        header = ["contender", "interface", "median", "spread (IQR)", *[f"speedup vs {b}" for b in baselines]]
+        header += ["x floor", "/ fastest peer"]
         out += [f"### {group}", "", markdown_row(header), "|" + "---|" * len(header)]
         for t in rows:
-            cells = [t.contender, seconds(t.median), seconds(t.iqr)]
+            cells = [t.contender, t.interface, seconds(t.median), seconds(t.iqr)]
             cells += [f"{medians[b] / t.median:.2f}x" for b in baselines]
-            cells.append(f"{t.median / floor:.2f}" if floor else "-")
+            cells.append(f"{t.median / floor:.2f}" if floor and t.contender not in FLOORS else "-")
+            cells.append(f"{t.median / peer:.2f}" if peer and t.contender not in FLOORS else "-")
             out.append(markdown_row(cells))
-        skipped = [v for v in rows[0].variants if rows[0].kind == "numpy" and v not in medians]
-        for variant in skipped:
-            out.append(markdown_row([variant, "skipped: over the loop budget", "", *[""] * len(baselines), ""]))
+        blank = [""] * (len(header) - 3)
+        numpy_rows = [t for t in rows if t.kind == "numpy"]
+        for variant in [v for v in (numpy_rows[0].variants if numpy_rows else ()) if v not in medians]:
+            out.append(markdown_row([variant, "NumPy", "skipped: over the loop budget", *blank]))
+        for peer_name, note in _missing_peer_notes(rows):
+            out.append(markdown_row([peer_name, "", f"skipped: {note}", *blank]))
         out.append("")
     return "\n".join(out)
 
@@ -167,6 +209,49 @@ def summary(timings: list[Timing], kind: str, dtype: str) -> str:
     return "\n".join(lines)
 
 
+def ours(contenders: list[str], variants: tuple[str, ...]) -> list[str]:
+    """The suite's own public calls among ``contenders``: the variants and the compiled call on device arrays."""
+    return [c for c in contenders if c in variants or c == OURS_ON_DEVICE]
+
+
+def overview(timings: list[Timing], dtype: str) -> str:
+    """Markdown: one row per workload, every contender of every interface a column, and the ratios that matter.
+
+    "ours / fastest peer" divides the fastest of the suite's public calls (the
+    variants, NumPy in and out, and ``compiled`` on device arrays, checks
+    included) by the fastest peer; "compiled (device) / jax autodiff" sets the
+    hand-derived closed form beside the autodiff a JAX user would write.
+    """
+    chosen = [t for t in timings if t.dtype == dtype]
+    variants = tuple(dict.fromkeys(v for t in chosen for v in t.variants))
+    contenders = list(dict.fromkeys([*variants, *(t.contender for t in chosen)]))
+    floors_present = [f for f in FLOORS if f in contenders]
+    peers = [p for p in PEERS if p in contenders]
+    names = [c for c in contenders if c not in floors_present and c not in peers] + peers + floors_present
+    rows: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for t in chosen:
+        rows[(t.function, t.shape)][t.contender] = t.median
+    ratios = []
+    if peers:
+        ratios.append("ours / fastest peer")
+    if OURS_ON_DEVICE in names and "jax autodiff" in names:
+        ratios.append("compiled (device) / jax autodiff")
+    header = ["workload", *names, *ratios]
+    lines = [markdown_row(header), "|" + "---|" * len(header)]
+    for (function, shape), medians in sorted(rows.items(), key=lambda kv: (kv[0][0], math.prod(kv[0][1]))):
+        cells = [f"{function} {'x'.join(map(str, shape))}"]
+        cells += [seconds(medians[c]) if c in medians else "skipped" if c in variants else "-" for c in names]
+        mine = [medians[c] for c in ours(list(medians), variants)]
+        peer = fastest_peer(medians)
+        if "ours / fastest peer" in ratios:
+            cells.append(f"{min(mine) / peer:.2f}" if mine and peer else "-")
+        if "compiled (device) / jax autodiff" in ratios:
+            both = OURS_ON_DEVICE in medians and "jax autodiff" in medians
+            cells.append(f"{medians[OURS_ON_DEVICE] / medians['jax autodiff']:.2f}" if both else "-")
+        lines.append(markdown_row(cells))
+    return "\n".join(lines)
+
+
 def floors(timings: list[Timing]) -> str:
     """Markdown: the machine's floors per ``softmax_loss`` workload, and what bounds it there.
 
@@ -178,7 +263,10 @@ def floors(timings: list[Timing]) -> str:
     for t in timings:
         if t.kind == "numpy" and t.function == "softmax_loss":
             by_workload[(t.shape, t.dtype)][t.contender] = t.median
-    header = ["workload", EXP_FLOOR, COPY_FLOOR, ROW_SUM_FLOOR, "exp / copy", "bound by", "vectorized / floor"]
+    tuned = any(t.contender == TUNED for t in timings)
+    header = ["workload", EXP_FLOOR, COPY_FLOOR, ROW_SUM_FLOOR, "exp / copy", "bound by", f"{TEXTBOOK} / floor"]
+    if tuned:  # the textbook form against the engineered kernel against the floor: what each step buys
+        header += [f"{TUNED} / floor", f"{TEXTBOOK} / {TUNED}"]
     lines = [markdown_row(header), "|" + "---|" * len(header)]
     for (shape, dtype), medians in sorted(by_workload.items(), key=lambda kv: (kv[0][1], math.prod(kv[0][0]))):
         if EXP_FLOOR not in medians or COPY_FLOOR not in medians:
@@ -187,7 +275,12 @@ def floors(timings: list[Timing]) -> str:
         cells = [f"{'x'.join(map(str, shape))} {dtype}"]
         cells += [seconds(medians[f]) if f in medians else "-" for f in (EXP_FLOOR, COPY_FLOOR, ROW_SUM_FLOOR)]
         cells += [f"{ratio:.2f}", "exp (compute)" if ratio >= 1.5 else "memory"]
-        cells.append(f"{medians['vectorized'] / floor_of(medians):.2f}" if "vectorized" in medians else "-")
+        floor = floor_of(medians)
+        cells.append(f"{medians[TEXTBOOK] / floor:.2f}" if TEXTBOOK in medians else "-")
+        if tuned:
+            cells.append(f"{medians[TUNED] / floor:.2f}" if TUNED in medians else "-")
+            both = TEXTBOOK in medians and TUNED in medians
+            cells.append(f"{medians[TEXTBOOK] / medians[TUNED]:.2f}" if both else "-")
         lines.append(markdown_row(cells))
     return "\n".join(lines)
 
@@ -250,11 +343,10 @@ def render(json_path: str | Path, out_dir: str | Path, machine: str = "") -> tup
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings = load(json_path)
-    overview = [
-        f"## Summary: medians, {kind} tables, {dtype}\n\n{summary(timings, kind, dtype)}\n"
-        for kind in ("numpy", "jax")
+    overviews = [
+        f"## Summary: medians, {dtype}, every interface\n\n{overview(timings, dtype)}\n"
         for dtype in ("float64", "float32")
-        if any(t.kind == kind and t.dtype == dtype for t in timings)
+        if any(t.dtype == dtype for t in timings)
     ]
     head = []
     if any(t.contender == EXP_FLOOR for t in timings):
@@ -262,7 +354,7 @@ def render(json_path: str | Path, out_dir: str | Path, machine: str = "") -> tup
     speedups = loop_speedups(timings)
     if speedups:
         head.append(f"## Loops against vectorized\n\n{speedups}\n")
-    markdown = "\n".join(head + overview) + "\n## Every workload\n\n" + table(timings)
+    markdown = "\n".join(head + overviews) + "\n## Every workload\n\n" + table(timings)
     memory = memory_table(json_path)
     if memory:
         markdown += "\n## Linear cross-entropy: time and working memory\n\n" + memory
@@ -272,7 +364,7 @@ def render(json_path: str | Path, out_dir: str | Path, machine: str = "") -> tup
 
 
 # ----------------------------------------------------------- linear cross-entropy: memory beside time
-DENSE = {"numpy lce": "numpy dense", "jax lce": "jax autodiff"}
+DENSE = {"numpy lce": "numpy dense", "jax lce": "jax autodiff", "torch lce": "torch dense"}
 
 
 def mebibytes(value: float) -> str:
@@ -285,7 +377,8 @@ def mebibytes(value: float) -> str:
 
 
 def memory_table(json_path: str | Path) -> str:
-    """Markdown: per linear cross-entropy workload, each contender's time and working memory beside the dense form's.
+    """Markdown: per linear cross-entropy workload, each contender's time and working memory beside the dense form's
+    of its own framework, and its time over the fastest peer's (torch dense or chunked, JAX autodiff).
 
     Reads ``extra_info["working_memory_bytes"]`` (benchmarks/test_linear_cross_entropy.py);
     time is the fastest round (the machine is shared: the minimum is the least disturbed),
@@ -300,22 +393,33 @@ def memory_table(json_path: str | Path) -> str:
     out = []
     for group in sorted(by_group, key=lambda g: (by_group[g][0]["extra_info"]["scores_elements"], g)):
         rows = by_group[group]
-        kind = rows[0]["extra_info"]["kind"]
-        dense = next((b for b in rows if b["extra_info"]["contender"] == DENSE.get(kind)), None)
+        dense_of = {
+            b["extra_info"]["kind"]: b
+            for b in rows
+            if b["extra_info"]["contender"] == DENSE.get(b["extra_info"]["kind"])
+        }
+        peer_times = [b["stats"]["min"] for b in rows if b["extra_info"]["contender"] in PEERS]
+        peer = min(peer_times) if peer_times else None
         logits = rows[0]["extra_info"]["logits_bytes"]
-        header = ["contender", "min time", "median", "working memory", "time / dense", "memory / dense"]
+        header = ["contender", "interface", "min time", "median", "working memory", "time / dense", "memory / dense"]
+        header.append("/ fastest peer")
         out += [f"### {group} (logits: {mebibytes(logits)})", "", markdown_row(header), "|" + "---|" * len(header)]
         for bench in sorted(rows, key=lambda b: -b["extra_info"]["working_memory_bytes"]):
             info, stats = bench["extra_info"], bench["stats"]
             memory = info["working_memory_bytes"]
-            cells = [info["contender"], seconds(stats["min"]), seconds(stats["median"]), mebibytes(memory)]
-            if dense is not None:
+            dense = dense_of.get(info["kind"])
+            interface = INTERFACES.get(info["kind"].split()[0], info["kind"])
+            cells = [info["contender"], interface, seconds(stats["min"]), seconds(stats["median"]), mebibytes(memory)]
+            if dense is not None and dense["extra_info"]["working_memory_bytes"] > 0:
                 cells += [
                     f"{stats['min'] / dense['stats']['min']:.2f}",
                     f"{memory / dense['extra_info']['working_memory_bytes']:.3f}",
                 ]
             else:
                 cells += ["-", "-"]
+            cells.append(f"{stats['min'] / peer:.2f}" if peer else "-")
             out.append(markdown_row(cells))
+        notes = sorted({note for b in rows for note in b["extra_info"].get("missing_peers", {}).items()})
+        out += [markdown_row([name, "", f"skipped: {note}", *[""] * (len(header) - 3)]) for name, note in notes]
         out.append("")
     return "\n".join(out)
