@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from manual import sharded
 from manual._on_device import check_on_device, is_device_call
 from manual._options import class_chunk_width
 from softmax_grad.contract import (
@@ -613,6 +614,10 @@ def linear_cross_entropy(
     options = check_options(
         W.shape[1], ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
     )
+    if sharded.spans_devices(X, W, y, bias, weight):  # on a device mesh: eqs. (45)-(53), manual/sharded.py
+        return sharded.linear_cross_entropy(
+            X, W, y, bias, weight, options, dtype, reduction=reduction, chunk_size=chunk_size, check=_check_on_device
+        )
     _check_on_device(X, W, y, bias, weight, options.ignore_index)
     with jax.enable_x64(dtype == np.float64):
         cast = [None if a is None else a.astype(dtype) for a in (X, W, bias, weight)]
