@@ -35,7 +35,15 @@ from jax.sharding import PartitionSpec as P
 from manual._options import class_chunk_width
 from softmax_grad.contract import LossOptions
 
-__all__ = ["Layout", "layout_of", "linear_cross_entropy", "linear_cross_entropy_core", "spans_devices"]
+__all__ = [
+    "Layout",
+    "layout_of",
+    "linear_cross_entropy",
+    "linear_cross_entropy_core",
+    "softmax_loss",
+    "softmax_loss_core",
+    "spans_devices",
+]
 
 
 def spans_devices(*arrays: Any) -> bool:
@@ -339,3 +347,103 @@ def scalar_options(options: LossOptions, dtype: Any) -> tuple[Any, Any, Any]:
     """Smoothing, z-loss and the cap as 0-d arrays of ``dtype`` (the cap None when off)."""
     smoothing, z = np.asarray(options.label_smoothing, dtype), np.asarray(options.z_loss, dtype)
     return smoothing, z, None if options.softcap is None else np.asarray(options.softcap, dtype)
+
+
+# ------------------------------------------------------------------------- softmax loss on sharded scores
+def _scores_block(
+    S: jax.Array, y: jax.Array, w: jax.Array, e: jax.Array, z: jax.Array, softcap: jax.Array | None, *, C: int,
+    batch: str | None, vocab: str | None, ignore_index: int | None, reduction: str,
+) -> tuple[jax.Array, jax.Array]:  # fmt: skip
+    """One device's block of scores: loss and ``dS`` by eqs. (46)-(51), or (18)-(24) with (46) for soft targets."""
+    Zc = _capped(S, softcap)  # eq. (45)
+    m = jnp.max(Zc, axis=1)
+    lse = _global_lse(m, jnp.sum(jnp.exp(Zc - m[:, None]), axis=1), vocab)  # eq. (46)
+    real = jnp.ones(S.shape[1], bool)
+    if y.ndim == 1:
+        rows = _row_factors(y, w, _first_column(vocab, S.shape[1]), e, C, ignore_index, reduction, batch, vocab)
+        dZ, row_loss = _block_gradient(Zc, real, 0, lse, 2 * z * rows.u * lse, rows, w, e, C, softcap)
+        r, u, defined = rows.r, rows.u, rows.defined
+    else:  # soft targets split like the scores: q of eq. (18) is local, its row sum a_i all-reduced
+        q = w * ((1 - e) * y + e / C)
+        a = _psum(jnp.sum(q, axis=1), vocab)
+        N = _psum(jnp.asarray(S.shape[0], S.dtype), batch)  # eq. (20): soft targets divide by N
+        r = u = jnp.full(S.shape[0], 1 / N if reduction == "mean" else 1, S.dtype)
+        P_ = jnp.exp(Zc - lse[:, None])
+        row_loss = jnp.sum(q * (lse[:, None] - Zc), axis=1)  # this block's share of eq. (19)
+        dZ = r[:, None] * (a[:, None] * P_ - q) + (2 * z * u * lse)[:, None] * P_  # eq. (24) on the block
+        dZ = dZ if softcap is None else dZ * (1 - jnp.square(Zc / softcap))
+        defined = N > 0
+    ce = _psum(jnp.sum(r * row_loss), batch, vocab)  # eq. (50)
+    loss = ce + jnp.where(z > 0, z * _psum(jnp.sum(u * lse * lse), batch), 0.0)
+    if reduction == "mean":
+        loss = jnp.where(defined, loss, jnp.nan)
+    return loss.astype(S.dtype), dZ
+
+
+@functools.partial(jax.jit, static_argnames=("layout", "ignore_index", "reduction"))
+def softmax_loss_core(
+    S: jax.Array,
+    y: jax.Array,
+    weight: jax.Array | None,
+    label_smoothing: jax.Array,
+    z_loss: jax.Array,
+    softcap: jax.Array | None,
+    *,
+    layout: Layout,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+) -> tuple[jax.Array, jax.Array]:
+    """Loss and ``dS`` with every option for scores split over ``layout``'s axes (rows, classes), jitted.
+
+    The number of classes must divide by the vocabulary axis (as it does for
+    any array JAX lays out over it).
+    """
+    mesh, batch, vocab = layout.mesh, layout.batch, layout.vocab
+    C = S.shape[1]
+    w = jnp.ones(C, S.dtype) if weight is None else weight
+    block = functools.partial(
+        _scores_block, C=C, batch=batch, vocab=vocab, ignore_index=ignore_index, reduction=reduction
+    )
+    mapped = jax.shard_map(
+        block,
+        mesh=mesh,
+        in_specs=(P(batch, vocab), P(batch) if y.ndim == 1 else P(batch, vocab), P(vocab), P(), P(),
+                  None if softcap is None else P()),
+        out_specs=(P(), P(batch, vocab)),
+    )  # fmt: skip
+    return mapped(S, y, w, label_smoothing, z_loss, softcap)
+
+
+def softmax_loss(
+    S: jax.Array,
+    y: jax.Array,
+    weight: jax.Array | None,
+    options: LossOptions,
+    dtype: Any,
+    *,
+    reduction: str,
+    stable: bool,
+    check: Callable[..., None],
+) -> tuple[jax.Array, jax.Array]:
+    """``compiled.softmax_loss`` for scores on a mesh: laid out, ``check``-ed, cast, computed, handed back."""
+    if not stable:
+        raise ValueError("stable=False (the literal formula without the max shift) runs on one device only; "
+                         "on a mesh the row max is all-reduced first (eq. 46)")  # fmt: skip
+    soft = y.ndim == 2
+    layout = layout_of(
+        rows={"scores": (S, 0), "y": (y, 0)},
+        columns={"scores": (S, 1), "weight": (weight, 0), **({"y": (y, 1)} if soft else {})},
+        fixed={},
+    )
+    mesh, batch, vocab = layout.mesh, layout.batch, layout.vocab
+    S, weight = place(S, mesh, P(batch, vocab)), place(weight, mesh, P(vocab))
+    y = place(y, mesh, P(batch, vocab) if soft else P(batch))
+    with jax.set_mesh(mesh), jax.enable_x64(dtype == np.float64):
+        check(S, y, weight)
+        S, weight = S.astype(dtype), None if weight is None else weight.astype(dtype)
+        y = y.astype(dtype) if soft else y
+        loss, dS = softmax_loss_core(
+            S, y, weight, *scalar_options(options, dtype), layout=layout, ignore_index=options.ignore_index,
+            reduction=reduction,
+        )  # fmt: skip
+    return place(loss, layout.home, P()), place(dS, layout.home, P(batch, vocab))
