@@ -140,12 +140,12 @@ class _Rows(NamedTuple):
 
 
 def _row_factors(
-    y: jax.Array, w: jax.Array, start: jax.Array, e: jax.Array, V: int, ignore_index: int | None, reduction: str,
+    y: jax.Array, w: jax.Array, start: jax.Array, e: jax.Array, V: int, ignore: jax.Array, reduction: str,
     batch: str | None, vocab: str | None,
 ) -> _Rows:  # fmt: skip
     """Eqs. (47)-(49) from the labels and this device's block of class weights ``w`` (0 on padding classes)."""
     dtype = w.dtype
-    kept = jnp.ones(y.shape[0], dtype) if ignore_index is None else (y != ignore_index).astype(dtype)
+    kept = (y != ignore).astype(dtype)  # ignore: the ignored label, or -1, which no checked label equals
     local = jnp.where(kept > 0, y, 0) - start
     owned = (local >= 0) & (local < w.shape[0])  # the owner mask of eq. (47)
     w_y = _psum(jnp.where(owned, w[jnp.clip(local, 0, w.shape[0] - 1)], 0), vocab)  # eq. (47)
@@ -195,14 +195,14 @@ def _block_gradient(
 # ------------------------------------------------------------------------- linear cross-entropy
 def _linear_block(
     X: jax.Array, W: jax.Array, y: jax.Array, bias: jax.Array | None, w: jax.Array, e: jax.Array, z: jax.Array,
-    softcap: jax.Array | None, *, V: int, batch: str | None, vocab: str | None, ignore_index: int | None,
+    softcap: jax.Array | None, ignore: jax.Array, *, V: int, batch: str | None, vocab: str | None,
     reduction: str, chunk_size: int | None,
 ) -> tuple[jax.Array, ...]:  # fmt: skip
     """One device's part: its rows of ``X``, its block of classes; eqs. (45)-(53), chunked by eqs. (26)-(27)."""
     N, Vk = X.shape[0], W.shape[1]
     dtype = X.dtype
     start = _first_column(vocab, Vk)
-    rows = _row_factors(y, w, start, e, V, ignore_index, reduction, batch, vocab)
+    rows = _row_factors(y, w, start, e, V, ignore, reduction, batch, vocab)
     width = class_chunk_width(N, Vk, chunk_size)
     full, tail = divmod(Vk, width)
 
@@ -261,9 +261,11 @@ def _padded(a: jax.Array | None, to: int, axis: int) -> jax.Array | None:
     return jnp.pad(a, widths)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("layout", "ignore_index", "reduction", "chunk_size")
-)  # fmt: skip
+def _ignored(ignore_index: int | None) -> jax.Array:
+    """The ignored label as a traced number (-1 when none: checked labels are >= 0), so it costs no compilation."""
+    return jnp.asarray(-1 if ignore_index is None else ignore_index)
+
+
 def linear_cross_entropy_core(
     X: jax.Array,
     W: jax.Array,
@@ -279,33 +281,44 @@ def linear_cross_entropy_core(
     reduction: str = "mean",
     chunk_size: int | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Loss, ``dX``, ``dW``, ``db`` of eqs. (45)-(53) on ``layout``'s (Auto-typed) mesh, jitted.
+    """Loss, ``dX``, ``dW``, ``db`` of eqs. (45)-(53) on ``layout``'s (Auto-typed) mesh; usable inside ``jit``.
 
     ``X`` and ``y`` split over ``layout.batch``, ``W``'s columns, ``bias`` and
     ``weight`` over ``layout.vocab`` (either may be None). V need not divide by
     the vocabulary axis: the classes are padded with zero columns, masked out
     of every sum, and the padding cut from ``dW`` and ``db``. ``chunk_size``
-    chunks the classes inside each device (eqs. 26-27). Usable inside ``jit``.
+    chunks the classes inside each device (eqs. 26-27). The weights (ones
+    when None) and the ignored label are traced, so that options share one
+    compilation.
     """
+    weight = jnp.ones(W.shape[1], X.dtype) if weight is None else weight
+    return _linear_cross_entropy_core(
+        X, W, y, bias, weight, label_smoothing, z_loss, softcap, _ignored(ignore_index), layout=layout,
+        reduction=reduction, chunk_size=chunk_size,
+    )  # fmt: skip
+
+
+@functools.partial(jax.jit, static_argnames=("layout", "reduction", "chunk_size"))
+def _linear_cross_entropy_core(
+    X: jax.Array, W: jax.Array, y: jax.Array, bias: jax.Array | None, w: jax.Array, label_smoothing: jax.Array,
+    z_loss: jax.Array, softcap: jax.Array | None, ignore: jax.Array, *, layout: Layout, reduction: str,
+    chunk_size: int | None,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:  # fmt: skip
     mesh, batch, vocab = layout.mesh, layout.batch, layout.vocab
     V = W.shape[1]
     k = 1 if vocab is None else mesh.shape[vocab]
     padded = -(-V // k) * k
-    w = jnp.ones(V, X.dtype) if weight is None else weight
     Wp, bp, wp = _padded(W, padded, 1), _padded(bias, padded, 0), _padded(w, padded, 0)
     rows, cols = P(batch), P(vocab)
-    block = functools.partial(
-        _linear_block, V=V, batch=batch, vocab=vocab, ignore_index=ignore_index, reduction=reduction,
-        chunk_size=chunk_size,
-    )  # fmt: skip
+    block = functools.partial(_linear_block, V=V, batch=batch, vocab=vocab, reduction=reduction, chunk_size=chunk_size)
     mapped = jax.shard_map(
         block,
         mesh=mesh,
         in_specs=(P(batch, None), P(None, vocab), rows, None if bias is None else cols, cols, P(), P(),
-                  None if softcap is None else P()),
+                  None if softcap is None else P(), P()),
         out_specs=(P(), P(batch, None), P(None, vocab), cols),
     )  # fmt: skip
-    loss, dX, dW, db = mapped(X, Wp, y, bp, wp, label_smoothing, z_loss, softcap)
+    loss, dX, dW, db = mapped(X, Wp, y, bp, wp, label_smoothing, z_loss, softcap, ignore)
     return loss, dX, dW[:, :V], db[:V]
 
 
@@ -331,8 +344,9 @@ def linear_cross_entropy(
     mesh, batch, vocab = layout.mesh, layout.batch, layout.vocab
     X, y = place(X, mesh, P(batch, None)), place(y, mesh, P(batch))
     W, bias, weight = place(W, mesh, P(None, vocab)), place(bias, mesh, P(vocab)), place(weight, mesh, P(vocab))
-    with jax.set_mesh(mesh), jax.enable_x64(dtype == np.float64):  # the Auto twin, also over a caller's set_mesh
+    with jax.set_mesh(mesh):  # the Auto twin, also inside a caller's jax.set_mesh
         check(X, W, y, bias, weight, options.ignore_index)
+    with jax.set_mesh(mesh), jax.enable_x64(dtype == np.float64):
         X, W, bias, weight = (None if a is None else a.astype(dtype) for a in (X, W, bias, weight))
         loss, dX, dW, db = linear_cross_entropy_core(
             X, W, y, bias, weight, *scalar_options(options, dtype), layout=layout, ignore_index=options.ignore_index,
@@ -351,8 +365,8 @@ def scalar_options(options: LossOptions, dtype: Any) -> tuple[Any, Any, Any]:
 
 # ------------------------------------------------------------------------- softmax loss on sharded scores
 def _scores_block(
-    S: jax.Array, y: jax.Array, w: jax.Array, e: jax.Array, z: jax.Array, softcap: jax.Array | None, *, C: int,
-    batch: str | None, vocab: str | None, ignore_index: int | None, reduction: str,
+    S: jax.Array, y: jax.Array, w: jax.Array, e: jax.Array, z: jax.Array, softcap: jax.Array | None,
+    ignore: jax.Array, *, C: int, batch: str | None, vocab: str | None, reduction: str,
 ) -> tuple[jax.Array, jax.Array]:  # fmt: skip
     """One device's block of scores: loss and ``dS`` by eqs. (46)-(51), or (18)-(24) with (46) for soft targets."""
     Zc = _capped(S, softcap)  # eq. (45)
@@ -360,7 +374,7 @@ def _scores_block(
     lse = _global_lse(m, jnp.sum(jnp.exp(Zc - m[:, None]), axis=1), vocab)  # eq. (46)
     real = jnp.ones(S.shape[1], bool)
     if y.ndim == 1:
-        rows = _row_factors(y, w, _first_column(vocab, S.shape[1]), e, C, ignore_index, reduction, batch, vocab)
+        rows = _row_factors(y, w, _first_column(vocab, S.shape[1]), e, C, ignore, reduction, batch, vocab)
         dZ, row_loss = _block_gradient(Zc, real, 0, lse, 2 * z * rows.u * lse, rows, w, e, C, softcap)
         r, u, defined = rows.r, rows.u, rows.defined
     else:  # soft targets split like the scores: q of eq. (18) is local, its row sum a_i all-reduced
@@ -380,7 +394,6 @@ def _scores_block(
     return loss.astype(S.dtype), dZ
 
 
-@functools.partial(jax.jit, static_argnames=("layout", "ignore_index", "reduction"))
 def softmax_loss_core(
     S: jax.Array,
     y: jax.Array,
@@ -393,25 +406,32 @@ def softmax_loss_core(
     ignore_index: int | None = None,
     reduction: str = "mean",
 ) -> tuple[jax.Array, jax.Array]:
-    """Loss and ``dS`` with every option for scores split over ``layout``'s axes (rows, classes), jitted.
+    """Loss and ``dS`` with every option for scores split over ``layout``'s axes (rows, classes); usable in ``jit``.
 
     The number of classes must divide by the vocabulary axis (as it does for
     any array JAX lays out over it).
     """
-    mesh, batch, vocab = layout.mesh, layout.batch, layout.vocab
-    C = S.shape[1]
-    w = jnp.ones(C, S.dtype) if weight is None else weight
-    block = functools.partial(
-        _scores_block, C=C, batch=batch, vocab=vocab, ignore_index=ignore_index, reduction=reduction
+    weight = jnp.ones(S.shape[1], S.dtype) if weight is None else weight
+    return _softmax_loss_core(
+        S, y, weight, label_smoothing, z_loss, softcap, _ignored(ignore_index), layout=layout, reduction=reduction
     )
+
+
+@functools.partial(jax.jit, static_argnames=("layout", "reduction"))
+def _softmax_loss_core(
+    S: jax.Array, y: jax.Array, w: jax.Array, label_smoothing: jax.Array, z_loss: jax.Array,
+    softcap: jax.Array | None, ignore: jax.Array, *, layout: Layout, reduction: str,
+) -> tuple[jax.Array, jax.Array]:  # fmt: skip
+    mesh, batch, vocab = layout.mesh, layout.batch, layout.vocab
+    block = functools.partial(_scores_block, C=S.shape[1], batch=batch, vocab=vocab, reduction=reduction)
     mapped = jax.shard_map(
         block,
         mesh=mesh,
         in_specs=(P(batch, vocab), P(batch) if y.ndim == 1 else P(batch, vocab), P(vocab), P(), P(),
-                  None if softcap is None else P()),
+                  None if softcap is None else P(), P()),
         out_specs=(P(), P(batch, vocab)),
     )  # fmt: skip
-    return mapped(S, y, w, label_smoothing, z_loss, softcap)
+    return mapped(S, y, w, label_smoothing, z_loss, softcap, ignore)
 
 
 def softmax_loss(
@@ -438,8 +458,9 @@ def softmax_loss(
     mesh, batch, vocab = layout.mesh, layout.batch, layout.vocab
     S, weight = place(S, mesh, P(batch, vocab)), place(weight, mesh, P(vocab))
     y = place(y, mesh, P(batch, vocab) if soft else P(batch))
-    with jax.set_mesh(mesh), jax.enable_x64(dtype == np.float64):
+    with jax.set_mesh(mesh):  # the Auto twin, also inside a caller's jax.set_mesh
         check(S, y, weight)
+    with jax.set_mesh(mesh), jax.enable_x64(dtype == np.float64):
         S, weight = S.astype(dtype), None if weight is None else weight.astype(dtype)
         y = y.astype(dtype) if soft else y
         loss, dS = softmax_loss_core(

@@ -9,7 +9,11 @@ the per-row variant.
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +22,7 @@ from manual import vocab_parallel
 from softmax_grad.cases import Case, compare_results
 from tests.conftest import ORACLES, VARIANTS
 
+ROOT = Path(__file__).resolve().parent.parent
 N, D, V = 6, 3, 11
 RNG = np.random.default_rng(22)
 X = RNG.standard_normal((N, D))
@@ -96,3 +101,19 @@ def test_the_inputs_are_left_unchanged():
     copies = [a.copy() for a in (X, W, BIAS, WEIGHT)]
     vocab_parallel.linear_cross_entropy(X, W, Y, bias=BIAS, weight=WEIGHT, devices=3, softcap=1.0)
     assert all(np.array_equal(a, b) for a, b in zip(copies, (X, W, BIAS, WEIGHT), strict=True))
+
+
+def test_compiled_on_8_simulated_devices_gives_the_unsharded_result():
+    """tests/sharded_vocab_parallel.py in a subprocess with 8 CPU devices: meshes, options, collectives, memory."""
+    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.sharded_vocab_parallel"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "FAIL" not in run.stdout and run.stdout.count("\nok ") >= 150, run.stdout[-4000:]
+    assert "checks passed" in run.stdout, run.stdout[-4000:]
