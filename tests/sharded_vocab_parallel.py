@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -239,8 +240,17 @@ def memory_per_device() -> None:
             expect(ratio < 2.0 / 8, line)
 
 
+def readme_example() -> None:
+    """README's section "The vocabulary across devices": its example needs 8 devices, so it runs here."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index("```python\n", readme.index("## The vocabulary across devices\n")) + len("```python\n")
+    exec(readme[start : readme.index("```", start)], {})
+    expect(True, "README's vocabulary-parallel example runs on a default 2 x 4 jax.make_mesh")
+
+
 def main() -> None:
     expect(jax.device_count() == 8, f"8 devices ({jax.device_count()} found)")
+    readme_example()
     every_option_on_2x4()
     other_meshes_and_layouts()
     scores_on_the_mesh()
