@@ -115,5 +115,5 @@ def test_compiled_on_8_simulated_devices_gives_the_unsharded_result():
         timeout=600,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    assert "FAIL" not in run.stdout and run.stdout.count("\nok ") >= 150, run.stdout[-4000:]
+    assert "FAIL" not in run.stdout and run.stdout.count("\nok ") >= 140, run.stdout[-4000:]
     assert "checks passed" in run.stdout, run.stdout[-4000:]
