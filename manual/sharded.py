@@ -47,7 +47,12 @@ __all__ = [
 
 
 def spans_devices(*arrays: Any) -> bool:
-    """True when some argument is a ``jax.Array`` laid out over more than one device."""
+    """True when some argument is a ``jax.Array`` laid out over more than one device.
+
+    >>> import numpy as np, jax.numpy as jnp
+    >>> spans_devices(np.zeros(2), jnp.zeros(2), None)
+    False
+    """
     return any(isinstance(a, jax.Array) and len(a.sharding.device_set) > 1 for a in arrays)
 
 
@@ -290,6 +295,14 @@ def linear_cross_entropy_core(
     chunks the classes inside each device (eqs. 26-27). The weights (ones
     when None) and the ignored label are traced, so that options share one
     compilation.
+
+    >>> import jax, jax.numpy as jnp
+    >>> mesh = jax.make_mesh((1, 1), ("batch", "vocab"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    >>> X, W, y, e, z = jnp.ones((2, 1)), jnp.zeros((1, 3)), jnp.array([0, 2]), jnp.asarray(0.0), jnp.asarray(0.0)
+    >>> layout = Layout(mesh, "batch", "vocab", mesh)
+    >>> loss, dX, dW, db = linear_cross_entropy_core(X, W, y, None, None, e, z, None, layout=layout)
+    >>> round(float(loss), 6), [round(float(g), 6) for g in dW[0]]
+    (1.098612, [-0.166667, 0.333333, -0.166667])
     """
     weight = jnp.ones(W.shape[1], X.dtype) if weight is None else weight
     return _linear_cross_entropy_core(
