@@ -192,6 +192,8 @@ def refusals() -> None:
         ("X split along D", lambda: compiled.linear_cross_entropy(X, W64[:4], Y), "'vocab'"),
         ("one axis for both", lambda: compiled.linear_cross_entropy(
             jax.device_put(X64, NamedSharding(mesh, P("vocab"))), W, Y), "'vocab'"),
+        ("stable=False on a mesh", lambda: compiled.softmax_loss(
+            jax.device_put(X64, NamedSharding(mesh, P("batch"))), Y % D, stable=False), "stable=False"),
     ):  # fmt: skip
         try:
             call()
