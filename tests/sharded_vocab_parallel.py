@@ -249,13 +249,13 @@ def readme_example() -> None:
 
 def main() -> None:
     expect(jax.device_count() == 8, f"8 devices ({jax.device_count()} found)")
-    readme_example()
     every_option_on_2x4()
     other_meshes_and_layouts()
     scores_on_the_mesh()
     uneven_vocabulary_inside_jit()
     refusals()
     collectives_and_memory()
+    readme_example()
     print(f"{checks} checks passed")
 
 
