@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from manual import sharded
 from manual._on_device import check_layout, check_on_device, is_device_call, values_are_valid
 from manual._options import class_chunk_width
 from softmax_grad.contract import (
@@ -338,6 +339,9 @@ def softmax_loss(
     program, beside the loss, and only their verdict (one boolean) comes to
     the host, where a bad input raises the contract's error (``manual._on_device``).
     The call therefore waits for its result.
+    Scores split over a mesh by rows, classes or both are computed where they
+    lie, with the collectives of eqs. (46)-(51); ``dS`` comes back sharded
+    like the scores.
 
     >>> from manual import compiled
     >>> loss, dS = compiled.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
@@ -448,6 +452,9 @@ def _softmax_loss_on_device(
     checked = check_options(C, **options)
     if y.ndim == 2 and checked.ignore_index is not None:
         raise ValueError(f"ignore_index={checked.ignore_index} applies to integer labels only; y holds soft targets")
+    if sharded.spans_devices(S, y, weight):  # on a device mesh: eqs. (45)-(51), manual/sharded.py
+        check = functools.partial(_check_scores, ignore_index=checked.ignore_index, C=C)
+        return sharded.softmax_loss(S, y, weight, checked, dtype, reduction=reduction, stable=stable, check=check)
     check_layout({"scores": S}, y, weight, C)
     normalise = reduction == "mean" and y.ndim == 1
     cast_weight, weight_valid = _class_weight_on_device(weight, normalise, dtype)
@@ -467,6 +474,10 @@ def _softmax_loss_on_device(
         check_on_device({"scores": S}, y, weight, checked.ignore_index, C)
         raise ValueError("the inputs hold a value the contract refuses")  # not reached: the search names it
     return loss, dS
+
+
+def _check_scores(S: jax.Array, y: jax.Array, weight: jax.Array | None, *, ignore_index: int | None, C: int) -> None:
+    check_on_device({"scores": S}, y, weight, ignore_index, C)
 
 
 @linear_loss_entry
@@ -654,6 +665,31 @@ def _scalar_options(options: LossOptions, dtype: Any) -> tuple[Any, Any, Any]:
     return smoothing, z, None if options.softcap is None else np.asarray(options.softcap, dtype)
 
 
+def _check_linear_layout_on_device(
+    X: jax.Array, W: jax.Array, y: jax.Array, bias: jax.Array | None, weight: jax.Array | None
+) -> int:
+    """Shapes, dimensions and dtypes of device arrays, read from their metadata; returns V."""
+    N, _, V = check_linear_layout(X.shape, W.shape, None if bias is None else bias.shape)
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"y must hold integer class labels (N,), got dtype {y.dtype} and shape {y.shape}")
+    if y.shape != (N,):
+        raise ValueError(f"y has shape {y.shape}, expected (N,) = ({N},) from X")
+    check_layout({"X": X, "W": W, "bias": bias}, y, weight, V)
+    return V
+
+
+def _check_on_device(
+    X: jax.Array, W: jax.Array, y: jax.Array, bias: jax.Array | None, weight: jax.Array | None, ignore: int | None
+) -> None:
+    """The contract's checks for device arrays on a mesh, before the sharded loss (``manual._on_device``).
+
+    Finiteness, label range and weight signs are reduced on device to a few
+    indices, the only numbers that cross to the host.
+    """
+    V = _check_linear_layout_on_device(X, W, y, bias, weight)
+    check_on_device({"X": X, "W": W, "bias": bias}, y, weight, ignore, V)
+
+
 @linear_cross_entropy_entry
 def _linear_cross_entropy_on_host(
     X: np.ndarray,
@@ -733,6 +769,12 @@ def linear_cross_entropy(
     input then raises the contract's error); an overflow of the logits is not
     checked there. The label entry is eq. (30), the other classes' sum kept as
     its own running quantity, so ``p_y`` near 1 cancels nothing.
+    On a device mesh (any ``jax.make_mesh``, Explicit or Auto axes, with or
+    without ``jax.set_mesh``), ``X`` and ``y`` may be split over a batch axis
+    and ``W``'s columns, ``bias`` and ``weight`` over a vocabulary axis: the
+    vocabulary-parallel form of eqs. (45)-(53) runs under ``jax.shard_map``
+    (``manual.sharded``), and ``dX``, ``dW``, ``db`` come back sharded like
+    ``X``, ``W`` and ``bias``; there the value checks run before the loss.
 
     >>> import numpy as np
     >>> from manual import compiled
@@ -765,13 +807,11 @@ def linear_cross_entropy(
     options = check_options(
         W.shape[1], ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
     )
-    N, _, V = check_linear_layout(X.shape, W.shape, None if bias is None else bias.shape)
-    if not jnp.issubdtype(y.dtype, jnp.integer):
-        raise TypeError(f"y must hold integer class labels (N,), got dtype {y.dtype} and shape {y.shape}")
-    if y.shape != (N,):
-        raise ValueError(f"y has shape {y.shape}, expected (N,) = ({N},) from X")
-    arrays = {"X": X, "W": W, "bias": bias}
-    check_layout(arrays, y, weight, V)
+    if sharded.spans_devices(X, W, y, bias, weight):  # on a device mesh: eqs. (45)-(53), manual/sharded.py
+        return sharded.linear_cross_entropy(
+            X, W, y, bias, weight, options, dtype, reduction=reduction, chunk_size=chunk_size, check=_check_on_device
+        )
+    V = _check_linear_layout_on_device(X, W, y, bias, weight)
     cast_weight, weight_valid = _class_weight_on_device(weight, reduction == "mean", dtype)
     with jax.enable_x64(dtype == np.float64):
         loss, dX, dW, db, valid = _linear_cross_entropy_checked(
@@ -787,6 +827,6 @@ def linear_cross_entropy(
             chunk_size=chunk_size,
         )
     if not valid:  # the one value that comes to the host; the exact search runs only for bad input
-        check_on_device(arrays, y, weight, options.ignore_index, V)
+        check_on_device({"X": X, "W": W, "bias": bias}, y, weight, options.ignore_index, V)
         raise ValueError("the inputs hold a value the contract refuses")  # not reached: the search names it
     return loss, {"X": dX, "W": dW} | ({} if bias is None else {"b": db})
