@@ -1,4 +1,4 @@
-"""One version everywhere it is written (README's BibTeX block too), and a CITATION.cff with the fields CFF 1.2.0 requires.
+"""One version everywhere it is written (README's BibTeX too), and a CITATION.cff with the fields CFF 1.2.0 requires.
 
 The full schema check runs in CI (``cffconvert --validate`` in .ci/run); this
 test keeps the facts in step without a YAML parser.
