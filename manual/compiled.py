@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from manual import sharded
 from manual._on_device import check_on_device, is_device_call
 from manual._options import class_chunk_width
 from softmax_grad.contract import (
@@ -287,6 +288,9 @@ def softmax_loss(
     NumPy in, NumPy out (a Python float loss). If ``scores``, ``y`` or ``weight``
     is a ``jax.Array``, everything stays on the device: the checks run there
     (``manual._on_device``) and the results are ``jax.Array``, the loss 0-d.
+    Scores split over a mesh by rows, classes or both are computed where they
+    lie, with the collectives of eqs. (46)-(51); ``dS`` comes back sharded
+    like the scores.
 
     >>> from manual import compiled
     >>> loss, dS = compiled.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
@@ -327,8 +331,11 @@ def _softmax_loss_on_device(
     checked = check_options(C, **options)
     if y.ndim == 2 and checked.ignore_index is not None:
         raise ValueError(f"ignore_index={checked.ignore_index} applies to integer labels only; y holds soft targets")
-    check_on_device({"scores": S}, y, weight, checked.ignore_index, C)
     dtype = np.dtype(np.float32 if S.dtype == jnp.float32 else np.float64)
+    if sharded.spans_devices(S, y, weight):  # on a device mesh: eqs. (45)-(51), manual/sharded.py
+        check = functools.partial(_check_scores, ignore_index=checked.ignore_index, C=C)
+        return sharded.softmax_loss(S, y, weight, checked, dtype, reduction=reduction, stable=stable, check=check)
+    check_on_device({"scores": S}, y, weight, checked.ignore_index, C)
     with jax.enable_x64(dtype == np.float64):
         S = S.astype(dtype)
         y = y.astype(dtype) if y.ndim == 2 else y
@@ -343,6 +350,10 @@ def _softmax_loss_on_device(
             reduction=reduction,
             stable=stable,
         )
+
+
+def _check_scores(S: jax.Array, y: jax.Array, weight: jax.Array | None, *, ignore_index: int | None, C: int) -> None:
+    check_on_device({"scores": S}, y, weight, ignore_index, C)
 
 
 @linear_loss_entry
@@ -576,9 +587,14 @@ def linear_cross_entropy(
     about 4M logits per block). Options: eqs. (17)-(24).
 
     NumPy in, NumPy out (a Python float loss). If any array argument is a
-    ``jax.Array`` (possibly sharded over the batch on a device mesh), the
-    inputs stay on their devices and the results are ``jax.Array``: a 0-d
-    loss and gradients laid out as XLA chooses (``dX`` sharded like ``X``).
+    ``jax.Array``, the inputs stay on their devices and the results are
+    ``jax.Array``: a 0-d loss and the gradients. On a device mesh (any
+    ``jax.make_mesh``, Explicit or Auto axes, with or without
+    ``jax.set_mesh``), ``X`` and ``y`` may be split over a batch axis and
+    ``W``'s columns, ``bias`` and ``weight`` over a vocabulary axis: the
+    vocabulary-parallel form of eqs. (45)-(53) runs under ``jax.shard_map``
+    (``manual.sharded``), and ``dX``, ``dW``, ``db`` come back sharded like
+    ``X``, ``W`` and ``bias``.
     Checks on device arrays read only their metadata and six device-side
     reductions (finite values, label range, weight signs); an overflow of the
     logits is not checked there.
@@ -613,6 +629,10 @@ def linear_cross_entropy(
     options = check_options(
         W.shape[1], ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
     )
+    if sharded.spans_devices(X, W, y, bias, weight):  # on a device mesh: eqs. (45)-(53), manual/sharded.py
+        return sharded.linear_cross_entropy(
+            X, W, y, bias, weight, options, dtype, reduction=reduction, chunk_size=chunk_size, check=_check_on_device
+        )
     _check_on_device(X, W, y, bias, weight, options.ignore_index)
     with jax.enable_x64(dtype == np.float64):
         cast = [None if a is None else a.astype(dtype) for a in (X, W, bias, weight)]

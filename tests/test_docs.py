@@ -28,6 +28,7 @@ AHEAD_OF_CODE = {
     "linear cross-entropy": {25, 26, 27, 29},
     "dX in one pass": {28},
 }
+VOCABULARY_PARALLEL = set(range(45, 54))  # section 10, the vocabulary across devices (issue 22)
 
 PUBLIC = {f"{name}.{f}": getattr(module, f) for name, module in VARIANTS.items() for f in FUNCTIONS}
 PUBLIC |= {f"reference.{f}": getattr(reference, f) for f in FUNCTIONS}
@@ -84,11 +85,20 @@ def equations() -> set[int]:
     return set(tags())
 
 
-def test_the_derivation_numbers_equations_1_to_29_once_each():
+def test_the_derivation_numbers_equations_1_to_29_and_45_to_53_once_each():
     numbers = tags()
     repeated = sorted({n for n in numbers if numbers.count(n) > 1})
     assert not repeated, f"docs/derivation.md tags {repeated} more than once"
-    assert set(numbers) == set(range(1, 30)), f"missing {sorted(set(range(1, 30)) - set(numbers))}"
+    expected = set(range(1, 30)) | VOCABULARY_PARALLEL
+    missing, extra = sorted(expected - set(numbers)), sorted(set(numbers) - expected)
+    assert not missing and not extra, f"missing {missing}, extra {extra}"
+
+
+def test_the_vocabulary_across_devices_comes_in_its_own_section():
+    text = (DOCS / "derivation.md").read_text()
+    section = text.index("## 10. The vocabulary across devices")
+    glance = text.index("## Equations and code at a glance")
+    assert all(section < text.index(f"\\tag{{{n}}}") < glance for n in VOCABULARY_PARALLEL)
 
 
 def test_the_loss_options_and_linear_cross_entropy_come_in_their_own_sections():

@@ -49,6 +49,14 @@ def test_the_linear_cross_entropy_example_runs():
     exec(first_python_block("Linear cross-entropy at vocabulary scale"), {})
 
 
+def test_the_vocabulary_across_devices_example_is_on_a_default_mesh():
+    # It needs 8 devices: tests/sharded_vocab_parallel.py runs it in a subprocess that has them
+    # (tests/test_vocab_parallel.py starts it). Here: that it is there, on jax.make_mesh's default axes.
+    block = first_python_block("The vocabulary across devices")
+    assert 'jax.make_mesh((2, 4), ("batch", "vocab"))' in block and "axis_types" not in block
+    assert "readme_example()" in (ROOT / "tests" / "sharded_vocab_parallel.py").read_text()
+
+
 def checker_blocks() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Check your own implementation") : readme.index("## What the suite guarantees")]
