@@ -203,6 +203,7 @@ def _check(args: argparse.Namespace) -> int:
             seed=args.seed,
             timeout=args.timeout,
             save_failure=save,
+            mesh=args.mesh,
         )
     except (CheckError, ValueError, TypeError) as exc:
         print(f"softmax-grad check: {exc}", file=sys.stderr)
@@ -258,6 +259,13 @@ def _add_check(commands: argparse._SubParsersAction) -> None:
     options.add_argument("--z-loss", type=float, default=0.0, metavar="Z", help="z * mean lse^2 (default 0)")
     options.add_argument("--softcap", type=float, default=None, metavar="C", help="logits become C tanh(S / C)")
     check.add_argument("--seed", type=int, default=0, help="seed of the random cases (default 0)")
+    check.add_argument(
+        "--mesh",
+        default=None,
+        metavar="BxV",
+        help="JAX targets (linear_ce, scores): run on a simulated BxV device mesh, rows over B batch shards, "
+        "classes over V vocabulary shards (e.g. 2x4; a single k means 1xk)",
+    )
     check.add_argument(
         "--timeout",
         type=float,

@@ -22,6 +22,7 @@ import numpy as np
 
 from reference.checker import battery as cases_of
 from reference.checker import frameworks, kinds, oracle, repro, runner, sealed
+from reference.checker import mesh as meshes
 from reference.checker.battery import Case
 from reference.checker.errors import CheckError
 from reference.checker.report import Report
@@ -47,12 +48,13 @@ class Settings:
     options: dict[str, Any]  # weight, ignore_index, label_smoothing, z_loss, softcap: as the oracle takes them
     seed: int
     timeout: float
+    mesh: tuple[int, int] | None = None  # (batch, vocabulary) shards of a simulated mesh (reference.checker.mesh)
 
     @classmethod
     def of(cls, kind: str, *, framework: str = "auto", dtype: str = "float64", strict: bool = False,
            reduction: str = "mean", reg_scale: float = 0.5, weight: Any = None, ignore_index: int | None = None,
            label_smoothing: float = 0.0, z_loss: float = 0.0, softcap: float | None = None, seed: int = 0,
-           timeout: float = runner.DEFAULT_TIMEOUT) -> Settings:  # fmt: skip
+           timeout: float = runner.DEFAULT_TIMEOUT, mesh: Any = None) -> Settings:  # fmt: skip
         """The settings of ``check``'s arguments; ValueError or TypeError naming the first bad one."""
         kinds.get(kind)
         if framework != "auto" and framework not in frameworks.ADAPTERS:
@@ -68,8 +70,13 @@ class Settings:
                                 label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)  # fmt: skip
         names = ("weight", "ignore_index", "label_smoothing", "z_loss", "softcap")
         values = {name: getattr(options, name) for name in names}
+        shape = meshes.parse(mesh)
+        if shape is not None:
+            meshes.require(kind, shape, classes)
+            if framework not in ("auto", "jax"):
+                meshes.require_jax(framework)
         return cls(kind, framework, dtype, bool(strict), check_reduction(reduction), float(reg_scale), values,
-                   int(seed), float(timeout))  # fmt: skip
+                   int(seed), float(timeout), shape)  # fmt: skip
 
     @property
     def classes(self) -> int | None:
@@ -184,6 +191,7 @@ def check(
     timeout: float = runner.DEFAULT_TIMEOUT,
     save_failure: str | Path | None = None,
     target: str | None = None,
+    mesh: Any = None,
 ) -> Report:
     """Run ``fn`` on the battery for ``kind`` and judge every output against the JAX reference.
 
@@ -203,6 +211,8 @@ def check(
         timeout: seconds each case may take before the function counts as hung (``math.inf``: no limit).
         save_failure: where to save the first failing case (``.npz``); None saves nothing.
         target: how the rerun command can find ``fn`` again (``file.py:name``); a string ``fn`` is its own.
+        mesh: ``(B, V)`` or ``"BxV"``: run a JAX ``fn`` (kinds ``linear_ce``, ``scores``) with its inputs split
+            over a simulated ``B x V`` (batch x vocabulary) device mesh (``reference.checker.mesh``).
 
     Returns:
         A ``Report``: truthy when it passed; ``str(report)`` is the verdict; ``report.assert_passed()`` raises
@@ -216,7 +226,7 @@ def check(
     settings = Settings.of(kind, framework=framework, dtype=dtype, strict=strict, reduction=reduction,
                            reg_scale=reg_scale, weight=weight, ignore_index=ignore_index,
                            label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, seed=seed,
-                           timeout=timeout)  # fmt: skip
+                           timeout=timeout, mesh=mesh)  # fmt: skip
     if not isinstance(fn, str) and not callable(fn):
         raise CheckError(f"the target is a {type(fn).__name__}, not a function")
     spec = kinds.get(kind)
@@ -225,7 +235,12 @@ def check(
     if not isinstance(fn, str):  # what can be known here is known before any process starts
         spec = _callable_as(spec, {name: signature_problem(fn, kinds.get(name)) for name in candidates})
         chosen = frameworks.detect(fn) if chosen == "auto" else chosen
-    child = sealed.open_child(fn, chosen, candidates, settings.timeout)
+        if settings.mesh is not None:
+            meshes.require_jax(chosen)
+    child = sealed.open_child(fn, chosen, candidates, settings.timeout, settings.mesh)
+    if child is None and settings.mesh is not None:
+        raise CheckError("mesh: a lambda, a closure or a function of __main__ cannot be loaded by the fresh process "
+                         "that holds the simulated devices; define it at the top level of a module")  # fmt: skip
     try:
         report = _check(fn, spec, chosen, settings, child, save_failure,
                         target or (fn if isinstance(fn, str) else None))  # fmt: skip
@@ -246,8 +261,20 @@ def _callable_as(spec: kinds.Kind, problems: dict[str, str | None]) -> kinds.Kin
 
 
 def _battery(spec: kinds.Kind, settings: Settings) -> list[Case]:
-    return cases_of.battery(spec.name, settings.seed, classes=settings.classes,
-                            ignore_index=settings.options["ignore_index"])  # fmt: skip
+    classes = settings.classes if settings.mesh is None else meshes.mesh_classes(settings.mesh, settings.classes)
+    battery = cases_of.battery(spec.name, settings.seed, classes=classes, ignore_index=settings.options["ignore_index"])
+    if settings.mesh is None:
+        return battery
+    return [case for case in battery if meshes.unfit(spec, case.inputs, settings.mesh) is None]
+
+
+def _off_mesh(spec: kinds.Kind, settings: Settings) -> dict[str, str]:
+    """The cases a mesh check does not run, and why."""
+    if settings.mesh is None:
+        return {}
+    classes = meshes.mesh_classes(settings.mesh, settings.classes)
+    battery = cases_of.battery(spec.name, settings.seed, classes=classes, ignore_index=settings.options["ignore_index"])
+    return {case.name: why for case in battery if (why := meshes.unfit(spec, case.inputs, settings.mesh))}
 
 
 def _oracles(spec: kinds.Kind, battery: list[Case], settings: Settings) -> list[_Oracle]:
@@ -295,7 +322,22 @@ def _check(
             call = runner.call(fn, spec, case, adapter, settings.np_dtype, settings.timeout)
             stopped = f"the function hung on {case.name!r}" if call.timed_out else None
         results.append(judge_call(_context(spec, case, settings, expected), case, call, adapter))
+        if settings.mesh is not None and results[-1].status == FAIL:
+            first = all(result.status != FAIL for result in results[:-1])
+            results[-1].messages += _mesh_diagnosis(spec, case, settings, expected, call, first)
+    if settings.mesh is not None:
+        where += " " + meshes.describe(settings.mesh, _off_mesh(spec, settings))
     return _report(spec, settings, chosen, where, results, battery, save_failure, target)
+
+
+def _mesh_diagnosis(
+    spec: kinds.Kind, case: Case, settings: Settings, expected: _Oracle, call: runner.Call, deep: bool
+) -> list[str]:
+    """What a failing case's numbers say about the target's collectives (``reference.checker.mesh``)."""
+    options = settings.options
+    denominator = _denominator(np.asarray(case.labels), options["weight"], options["ignore_index"])
+    return meshes.diagnose(spec, expected.inputs, call.result, expected(), settings.mesh, options, settings.reduction,
+                           denominator, deep)  # fmt: skip
 
 
 def _context(spec: kinds.Kind, case: Case, settings: Settings, expected: _Oracle) -> Context:

@@ -44,6 +44,10 @@ def _load(request: Mapping[str, Any], target: _Target) -> dict[str, Any]:
             raise CheckError(f"the target is a {type(fn).__name__}, not a function")
         chosen = frameworks.detect(fn) if request["framework"] == "auto" else request["framework"]
         target.adapter = frameworks.adapter(chosen)
+        if request.get("mesh"):  # a mesh check: the arguments go onto the simulated devices
+            from reference.checker.mesh import OnMesh
+
+            target.adapter = OnMesh(target.adapter, tuple(request["mesh"]))
     except CheckError as exc:
         return {"error": str(exc)}
     except Exception as exc:  # an unpickling error, an odd object

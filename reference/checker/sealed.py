@@ -166,7 +166,7 @@ def _received(name: str) -> SimpleNamespace:
 class Child:
     """The child process of one check: ``load`` the target once, then ``call`` it on each case; ``close`` ends it."""
 
-    def __init__(self, template: _Template | None = None) -> None:
+    def __init__(self, template: _Template | None = None, env: dict[str, str] | None = None) -> None:
         requests_read, self._requests = os.pipe()
         self._replies, replies_write = os.pipe()
         self._log = tempfile.TemporaryFile()
@@ -182,6 +182,7 @@ class Child:
                     stdout=self._log,
                     stderr=self._log,
                     start_new_session=True,  # its own process group: killpg ends whatever the target started
+                    env=env,  # a mesh check's: its device count (reference.checker.mesh)
                 )
                 self._pid = self._process.pid
         except BaseException:
@@ -248,9 +249,11 @@ class Child:
         return wire.receive(self._replies, deadline)
 
     # ------------------------------------------------------------- the target
-    def start_loading(self, target: dict[str, Any], framework: str, kinds: list[str], timeout: float) -> None:
+    def start_loading(self, target: dict[str, Any], framework: str, kinds: list[str], timeout: float,
+                      mesh: tuple[int, int] | None = None) -> None:  # fmt: skip
         """Ask the child to load the target; it does while the checker computes the oracle (see ``loaded``)."""
-        request = {"op": "load", "target": target, "framework": framework, "kinds": kinds, "sys_path": sys.path}
+        request = {"op": "load", "target": target, "framework": framework, "kinds": kinds, "sys_path": sys.path,
+                   "mesh": mesh}  # fmt: skip
         timeout = max(timeout, runner.DEFAULT_TIMEOUT)  # the limit is per case; an import may take its time
         self._loading = (target, _deadline(timeout), timeout)
         wire.send(self._requests, request, self._loading[1])
@@ -334,8 +337,13 @@ def _as_call(reply: Any) -> runner.Call:
     )
 
 
-def open_child(fn: Any, framework: str, kinds: list[str], timeout: float) -> Child | None:
+def open_child(
+    fn: Any, framework: str, kinds: list[str], timeout: float, mesh: tuple[int, int] | None = None
+) -> Child | None:
     """A child loading ``fn`` (a function, or a ``file.py:name`` spec); ``child.loaded()`` waits for it.
+
+    With ``mesh``, the child is always spawned, with its device count in its
+    environment (``reference.checker.mesh``): a template imported JAX already.
 
     None when ``fn`` is a function no other process can find (a lambda, a
     closure, a ``__main__`` function): it then runs in this process.
@@ -350,6 +358,16 @@ def open_child(fn: Any, framework: str, kinds: list[str], timeout: float) -> Chi
     if how is None:
         return None
     template = None
+    if mesh is not None:
+        from reference.checker.mesh import environment
+
+        child = Child(env=environment(mesh))
+        try:
+            child.start_loading(how, framework, kinds, timeout, mesh)
+        except BaseException:
+            child.close()
+            raise
+        return child
     if not isinstance(fn, str) and framework in ("torch", "jax"):  # this process imported it: so may a template
         try:
             template = _template(framework)
