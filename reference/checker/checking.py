@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes  # noqa: F401  (registers NumPy's "bfloat16")
 import numpy as np
 
 from reference.checker import battery as cases_of
@@ -22,10 +23,10 @@ from reference.checker.battery import Case
 from reference.checker.errors import CheckError
 from reference.checker.report import Report
 from reference.checker.verdict import FAIL, CaseResult, Context, Expected, judge
+from softmax_grad.bounds import LOW_PRECISION, MULTIPLE, row_facts
 from softmax_grad.contract import check_options, check_reduction
-from softmax_grad.tolerances import tolerance
 
-DTYPES = ("float64", "float32")
+DTYPES = ("float64", "float32", "bfloat16", "float16")
 
 
 def _binds(fn: Callable, example: tuple) -> bool:
@@ -60,10 +61,31 @@ class _Oracle:
     def __init__(
         self, kind: kinds.Kind, case: Case, dtype: np.dtype, settings: dict[str, Any], sizes: dict[str, int]
     ) -> None:
-        self.kind, self.settings, self.sizes = kind, settings, sizes
-        self.inputs = cases_of.cast(case.inputs, dtype)  # float32 inputs are judged as the numbers they are
+        self.kind, self.settings, self.sizes, self.dtype = kind, settings, sizes, dtype
+        self.inputs = oracle.rounded(case.inputs, dtype)  # low-precision inputs are judged as the numbers they are
         self.reg = self.inputs.get("reg", 0.0)
         self.cache: dict[tuple, Expected] = {}
+        self.bound_cache: dict[float, dict[str, Any]] = {}
+
+    def bounds(self, reg: float | None = None) -> dict[str, Any]:
+        """Each output's rounding-error bound at this case (docs/derivation.md section 9), at ``reg``."""
+        reg = self.reg if reg is None else reg
+        if reg not in self.bound_cache:
+            options = dict(self.settings["options"])
+            self.bound_cache[reg] = oracle.bounds(
+                self.kind, self.inputs, self.dtype, reduction=self.settings["reduction"], options=options,
+                reg=2.0 * self.settings["reg_scale"] * reg,
+            )  # fmt: skip
+        return self.bound_cache[reg]
+
+    def own(self, adapter: Any) -> Expected | None:
+        """The framework's own plain autodiff on this case in its low precision; None in float32 and float64."""
+        if self.dtype.name not in LOW_PRECISION:
+            return None
+        return adapter.own(
+            self.kind, cases_of.cast(self.inputs, self.dtype), reduction=self.settings["reduction"],
+            options=dict(self.settings["options"]), reg=2.0 * self.settings["reg_scale"] * self.reg,
+        )  # fmt: skip
 
     @property
     def program(self) -> int:
@@ -118,6 +140,15 @@ def padding_sizes(kind: kinds.Kind, battery: list[Case]) -> dict[str, int]:
     return sizes
 
 
+def context(spec: kinds.Kind, case: Case, expected: _Oracle, adapter: Any, settings: dict[str, Any]) -> Context:
+    """What the verdict needs on ``case``: the oracle, each output's bound, the framework's own result, row facts."""
+    options = settings["options"]
+    denominator = _denominator(np.asarray(case.labels), options["weight"], options["ignore_index"])
+    facts = row_facts(oracle.logits(spec, expected.inputs), case.labels)
+    return Context(spec, expected.dtype, settings["reduction"], settings["reg_scale"], denominator, expected,
+                   options["softcap"], expected.bounds, expected.own(adapter), facts)  # fmt: skip
+
+
 def _warm(oracles: list[_Oracle]) -> None:
     """Every case's default oracle result: one case per program first, in parallel, then the rest from the cache."""
     first: dict[int, _Oracle] = {}
@@ -153,7 +184,9 @@ def check(
         fn: the function under test, called as ``KINDS[kind]`` says.
         kind: ``"scores"``, ``"linear"`` or ``"two_layer"``.
         framework: ``"numpy"``, ``"torch"``, ``"jax"``, or ``"auto"`` (what the function's module imports).
-        dtype: ``"float64"`` or ``"float32"``: the cases' dtype, and the tolerance row they are judged at.
+        dtype: ``"float64"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``: the cases' dtype. Every output
+            is judged by its rounding-error bound in that dtype (docs/derivation.md section 9); in bfloat16
+            and float16 the framework's own plain autodiff of the loss runs beside it as a yardstick.
         strict: count warnings (a non-finite loss beside a right gradient on a robustness case) as failures.
         reduction: ``"mean"`` (eq. 4) or ``"sum"``.
         reg_scale: the penalty ``R = reg_scale * reg * sum W^2``; 0.5 is eq. (3).
@@ -219,10 +252,7 @@ def check(
             continue
         call = runner.call(fn, spec, case, adapter, np_dtype, timeout)
         hung = case.name if call.timed_out else None
-        denominator = _denominator(np.asarray(case.labels), options.weight, options.ignore_index)
-        ctx = Context(spec, np_dtype, reduction, reg_scale, denominator, expected, options.softcap)
-        results.append(judge(ctx, case, call, adapter))
-    tol = tolerance(np_dtype, "autodiff")
+        results.append(judge(context(spec, case, expected, adapter, settings), case, call, adapter))
     report = Report(
         kind,
         spec.signature,
@@ -232,7 +262,7 @@ def check(
         reg_scale,
         option_values,
         strict,
-        {"rtol": tol.rtol, "atol": tol.atol},
+        {"multiple": MULTIPLE},
         results,
         framework_note=note if framework == "auto" else "",
     )

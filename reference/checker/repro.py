@@ -64,7 +64,7 @@ def rerun(path: str | Path, fn: Callable | str):
     """
     from reference.checker import checking, frameworks, kinds, runner
     from reference.checker.targets import load_target
-    from reference.checker.verdict import Context, judge
+    from reference.checker.verdict import judge
 
     case, meta = load(path)
     function = load_target(fn) if isinstance(fn, str) else fn
@@ -73,14 +73,7 @@ def rerun(path: str | Path, fn: Callable | str):
     dtype = np.dtype(meta["dtype"])
     expected = checking._Oracle(spec, case, dtype, meta, checking.padding_sizes(spec, [case]))
     call = runner.call(function, spec, case, adapter, dtype, meta["timeout"])
-    options = meta["options"]
-    denominator = checking._denominator(np.asarray(case.labels), options["weight"], options["ignore_index"])
-    result = judge(
-        Context(spec, dtype, meta["reduction"], meta["reg_scale"], denominator, expected, options["softcap"]),
-        case,
-        call,
-        adapter,
-    )
+    result = judge(checking.context(spec, case, expected, adapter, meta), case, call, adapter)
     failed = not result.passed or (meta["strict"] and result.status == "warn")
     verdict = "FAIL" if failed else result.status
     print(f"case {case.name!r} ({meta['kind']}, {meta['framework']}, {meta['dtype']}): {verdict}")

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reference.checker.kinds import Kind
-from reference.checker.oracle import COMPILER_OPTIONS
+from reference.checker.oracle import COMPILER_OPTIONS, VALUE_FUNCTIONS
 
 NAME = "jax"
 
@@ -97,3 +97,29 @@ def to_numpy(value: Any) -> Any:
 def context(dtype: np.dtype) -> Iterator[None]:
     with jax.enable_x64(np.dtype(dtype) == np.float64):
         yield
+
+
+def own(
+    kind: Kind, inputs: Mapping[str, Any], *, reduction: str, options: Mapping[str, Any], reg: float
+) -> tuple[float, dict[str, np.ndarray]]:
+    """Plain ``jax.value_and_grad`` of the oracle's own loss definition, run in the inputs' (low-precision) dtype.
+
+    The yardstick beside the bound: what JAX itself gets on the same inputs.
+    ``reg`` is eq. (3)'s; the result is read as float64.
+    """
+    names = tuple(dict.fromkeys(path[0] for path, _ in kind.differentiable))
+    positions = tuple(kind.arguments.index(name) for name in names)
+    with jax.enable_x64(False):
+        args = list(arguments(kind, inputs))
+        if "reg" in kind.arguments:
+            args[kind.arguments.index("reg")] = reg
+        dtype = next(a.dtype for a in jax.tree_util.tree_leaves(args) if hasattr(a, "dtype") and a.dtype.kind != "i")
+        opts = dict(options)
+        opts["weight"] = None if opts.get("weight") is None else jnp.asarray(np.asarray(opts["weight"]), dtype)
+        value_and_grad = jax.value_and_grad(VALUE_FUNCTIONS[kind.name], argnums=positions)
+        loss, grads = jax.jit(value_and_grad, static_argnames="reduction")(*args, reduction=reduction, options=opts)
+    by_name = dict(zip(names, grads, strict=True))
+    picked = {
+        name: (by_name[path[0]][path[1]] if len(path) > 1 else by_name[path[0]]) for path, name in kind.differentiable
+    }
+    return float(loss), {name: np.asarray(value, np.float64) for name, value in picked.items()}
