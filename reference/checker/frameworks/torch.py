@@ -111,7 +111,8 @@ def own(
         H1 = torch.relu(args["X"] @ p["W1"] + p["b1"])
         S, penalty = H1 @ p["W2"] + p["b2"], 0.5 * reg * (torch.sum(p["W1"] ** 2) + torch.sum(p["W2"] ** 2))
     else:
-        S, penalty = functional.linear(args["X"], args["W"].T, args.get("bias") if kind.name == "linear_ce" else None), 0.0
+        bias = args.get("bias") if kind.name == "linear_ce" else None
+        S, penalty = functional.linear(args["X"], args["W"].T, bias), 0.0
     loss = _cross_entropy(S, y, reduction, options) + penalty
     loss.backward()
     grads = {name: _leaf(kind, tuple(args.values()), path).grad for path, name in kind.differentiable}
