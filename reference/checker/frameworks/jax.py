@@ -12,6 +12,7 @@ values) runs eagerly instead.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -99,6 +100,12 @@ def context(dtype: np.dtype) -> Iterator[None]:
         yield
 
 
+@functools.cache
+def _own_program(kind: str, positions: tuple[int, ...]) -> Callable:
+    """One jitted ``value_and_grad`` per kind: it compiles once per case shape and dtype."""
+    return jax.jit(jax.value_and_grad(VALUE_FUNCTIONS[kind], argnums=positions), static_argnames="reduction")
+
+
 def own(
     kind: Kind, inputs: Mapping[str, Any], *, reduction: str, options: Mapping[str, Any], reg: float
 ) -> tuple[float, dict[str, np.ndarray]]:
@@ -116,8 +123,7 @@ def own(
         dtype = next(a.dtype for a in jax.tree_util.tree_leaves(args) if hasattr(a, "dtype") and a.dtype.kind != "i")
         opts = dict(options)
         opts["weight"] = None if opts.get("weight") is None else jnp.asarray(np.asarray(opts["weight"]), dtype)
-        value_and_grad = jax.value_and_grad(VALUE_FUNCTIONS[kind.name], argnums=positions)
-        loss, grads = jax.jit(value_and_grad, static_argnames="reduction")(*args, reduction=reduction, options=opts)
+        loss, grads = _own_program(kind.name, positions)(*args, reduction=reduction, options=opts)
     by_name = dict(zip(names, grads, strict=True))
     picked = {
         name: (by_name[path[0]][path[1]] if len(path) > 1 else by_name[path[0]]) for path, name in kind.differentiable
