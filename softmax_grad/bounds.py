@@ -17,7 +17,8 @@ The pieces, with their equation numbers:
   label entry, the options, the reduction, eqs. (35)-(41);
 * ``back_products``: ``dX = dS W^T``, ``dW = X^T dS``, ``db = 1^T dS``, eq. (42);
 * ``linear_ce_bounds``, ``linear_bounds``, ``two_layer_bounds``: the kinds,
-  eqs. (42)-(43).
+  eqs. (42)-(43);
+* ``MULTIPLE``, ``ratio``, ``exceeds``: the verdict of eq. (44).
 
 >>> import numpy as np
 >>> S = np.array([[1000.0, 1001.0, 999.0]]); y = np.array([1])
@@ -305,7 +306,7 @@ def two_layer_bounds(
 
 
 def ratio(actual: Any, expected: Any, bound: Any) -> float:
-    """``max |actual - expected| / bound``, entrywise; 0 where both are 0, inf where only the error is not.
+    """``max |actual - expected| / bound`` entrywise, as eq. (44) reports it; 0 where both are 0, else inf at bound 0.
 
     >>> ratio(np.array([1.0, 2.0]), np.array([1.0, 2.1]), np.array([1.0, 0.2]))
     0.5000000000000004
@@ -318,7 +319,7 @@ def ratio(actual: Any, expected: Any, bound: Any) -> float:
 
 
 def exceeds(actual: Any, expected: Any, bound: Any, multiple: float = MULTIPLE) -> bool:
-    """Whether ``actual`` is further from ``expected`` than ``multiple`` times ``bound`` anywhere."""
+    """Whether ``actual`` is further from ``expected`` than ``multiple`` times ``bound`` anywhere: eq. (44) fails."""
     return ratio(actual, expected, bound) > multiple
 
 
