@@ -345,3 +345,48 @@ def row_facts(S: np.ndarray, y: np.ndarray, large: float = 100.0, certain: float
         "labels": labels,
         "log_p_y": np.where(y == labels, log_p_y, 0.0) if y.ndim == 1 else np.zeros(len(S)),
     }
+
+
+OPTION_KEYS = ("weight", "ignore_index", "label_smoothing", "z_loss", "softcap")
+
+
+def suite_bounds(function: str, args: tuple, kwargs: dict[str, Any], dtype: Any) -> dict[str, Any] | None:
+    """The bounds of one call of a public function (``softmax_grad.cases``), named as ``cases.quantities`` names them.
+
+    None for the functions the analysis does not cover here (``softmax``,
+    ``softmax_jacobian``): their comparisons keep the table. The arguments are
+    read as the float64 numbers they are.
+
+    >>> S = np.zeros((2, 3), np.float32); y = np.array([0, 1])
+    >>> sorted(suite_bounds("softmax_loss", (S, y), {}, np.float32))
+    ['dS', 'loss']
+    """
+    prec = precision(dtype)
+
+    def f64(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: np.asarray(item, np.float64) for key, item in value.items()}
+        return np.asarray(value, np.float64) if np.asarray(value).dtype.kind == "f" else np.asarray(value)
+
+    options = {key: kwargs[key] for key in OPTION_KEYS if kwargs.get(key) is not None}
+    if "weight" in options:
+        options["weight"] = np.asarray(options["weight"], np.float64)
+    reduction = kwargs.get("reduction", "mean")
+    if function == "softmax_loss":
+        S, y = f64(args[0]), np.asarray(args[1])
+        y = f64(y) if y.ndim == 2 else y
+        loss, _, dS = scores_bounds(S, y, np.zeros_like(S), prec, reduction=reduction, **options)
+        return {"loss": loss, "dS": dS}
+    if function == "linear_loss":
+        out = linear_bounds(f64(args[0]), f64(args[1]), np.asarray(args[2]), float(kwargs.get("reg", 0.0)), prec,
+                            reduction=reduction)  # fmt: skip
+        return {"loss": out["loss"], "dW": out["dW"]}
+    if function == "two_layer_loss":
+        out = two_layer_bounds(f64(args[0]), f64(args[1]), np.asarray(args[2]), float(kwargs.get("reg", 0.0)), prec)
+        return {"loss": out["loss"], **{f"d{key}": out[key] for key in ("W1", "b1", "W2", "b2")}}
+    if function == "linear_cross_entropy":
+        bias = kwargs.get("bias")
+        out = linear_ce_bounds(f64(args[0]), f64(args[1]), np.asarray(args[2]), None if bias is None else f64(bias),
+                               prec, reduction=reduction, **options)  # fmt: skip
+        return {f"d{key}" if key != "loss" else key: value for key, value in out.items()}
+    return None
