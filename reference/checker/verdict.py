@@ -381,7 +381,7 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
         cause = (
             "a true class's probability underflows to 0 here (logits about 1000 apart), so -log(p_y) is inf "
             "even after the max shift"
-            if np.isinf(loss) and underflow is None
+            if np.isinf(loss) and (underflow is None or case.tier == ROBUSTNESS)
             else f"a true class's probability underflows to 0 in {ctx.dtype.name} here (log p_y = {underflow:.4g}, "
             f"below the log of its smallest normal number, {np.log(SMALLEST_NORMAL[ctx.dtype.name]):.4g}), so "
             "-log(p_y) is inf even after the max shift"
