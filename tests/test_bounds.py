@@ -166,6 +166,9 @@ def test_the_label_entry_rounded_before_its_cancellation_fails_in_bfloat16():
     assert not report.passed, report.format()
     failed = [c for c in report.cases if c.status == "FAIL"]
     assert max(c.bound_ratio for c in failed) > 10 * MULTIPLE
+    messages = [m for c in failed for m in c.messages]
+    assert any("only in the label entries p_y - 1" in m for m in messages), messages
+    assert not any("different function" in m for m in messages), messages
     # The same kernel with p - 1 taken in float32 and rounded once passes.
     assert check(label_entry_in_float32, "scores", framework="numpy", dtype="bfloat16").passed
 
@@ -226,6 +229,21 @@ def test_an_error_of_a_few_bounds_is_never_called_a_different_function():
     assert not report.passed and messages, report.format()
     assert not any("different function" in m for m in messages)
     assert any("of its rounding-error bound" in m for m in messages), messages
+
+
+def wrong_in_rows_of_large_logits(scores, y):
+    """Right everywhere but in the rows whose logits are near 1000, where it is 1% off."""
+    loss, dS = scores_mean(scores, y)
+    large = np.abs(scores).max(axis=1) >= 100
+    dS[large] *= 1.01
+    return loss, dS
+
+
+def test_an_error_only_in_rows_of_large_logits_is_named_as_such():
+    report = check(wrong_in_rows_of_large_logits, "scores", framework="numpy", dtype="float32")
+    far = next(c for c in report.cases if c.name == "rows far apart in scale")
+    assert far.status == "FAIL"
+    assert any("only in rows of large logits" in m for m in far.messages), far.messages
 
 
 # ------------------------------------------------------------------ the bound's strength, pinned

@@ -227,39 +227,39 @@ def diagnose(ctx: Context, case: Case, loss: np.ndarray | None, got: dict[str, n
     return hints
 
 
-def _excess_rows(ctx: Context, name: str, actual: np.ndarray, expected: np.ndarray) -> np.ndarray | None:
-    """Per row (when ``name`` has one row per sample): whether any entry lies beyond the bound there."""
+def _excess(ctx: Context, name: str, actual: np.ndarray, expected: np.ndarray) -> np.ndarray | None:
+    """Where ``name`` lies beyond its allowance, when it has one row per sample (dscores, X); else None."""
     if name not in ("dscores", "X") or actual.ndim != 2 or "large" not in ctx.rows:
         return None
     if actual.shape[0] != len(ctx.rows["large"]):
         return None
-    bound = np.asarray(ctx.bound()[name])
-    allowed = error_bounds.MULTIPLE * (bound + ctx.allowance(name))
-    return (np.abs(actual - expected) > allowed).any(axis=1)
+    allowed = error_bounds.MULTIPLE * (np.asarray(ctx.bound()[name]) + ctx.allowance(name))
+    return np.abs(actual - expected) > allowed
 
 
 def _concentrated(ctx: Context, name: str, actual: np.ndarray, expected: np.ndarray) -> str:
-    """Where the error sits when that names its cause: rows of large logits, or the label entries of certain rows."""
-    rows = _excess_rows(ctx, name, actual, expected)
-    if rows is None or not rows.any():
+    """Where the error sits when that names its cause: the label entries, or rows of large logits."""
+    excess = _excess(ctx, name, actual, expected)
+    if excess is None or not excess.any():
         return ""
+    if name == "dscores":
+        labels = np.zeros_like(excess)
+        labels[np.arange(len(excess)), ctx.rows["labels"]] = True
+        if not (excess & ~labels).any():
+            rows = excess.any(axis=1)
+            certain = "rows certain of their label (p_y >= 0.99)" if not (rows & ~ctx.rows["certain"]).any() else "rows"
+            return (
+                f"the error lies only in the label entries p_y - 1, of {certain}: computed by cancellation "
+                "after p was rounded to the dtype; compute it as -(sum over j != y of p_j), or subtract in the "
+                "accumulation dtype (float32) and round once"
+            )
+    rows = excess.any(axis=1)
     if rows.sum() < len(rows) and not (rows & ~ctx.rows["large"]).any():
         return (
             f"the error lies only in rows of large logits (|logit| >= {LARGE_LOGIT:g}: rows "
             f"{np.flatnonzero(rows)[:6].tolist()}): the logits lose precision before the softmax there; "
             "shift each row by its own max before exponentiating, and keep the logits in the dtype they came in"
         )
-    if name == "dscores" and rows.sum() < len(rows) and not (rows & ~ctx.rows["certain"]).any():
-        labels = ctx.rows["labels"]
-        others = np.abs(actual - expected)
-        others[np.arange(len(labels)), labels] = 0.0
-        bound = np.asarray(ctx.bound()[name])
-        if (others <= error_bounds.MULTIPLE * (bound + ctx.allowance(name))).all():
-            return (
-                "the error lies only in the label entries p_y - 1 of rows certain of their label (p_y >= 0.99): "
-                "computed by cancellation after p was rounded; compute it as -(sum over j != y of p_j), "
-                "or subtract in float32 before rounding"
-            )
     return ""
 
 
