@@ -301,3 +301,18 @@ def test_bfloat16_arrays_are_read_by_value():
     value = np.array([1.0, 2.5], dtype=ml_dtypes.bfloat16)
     assert compare_bounded(value, np.array([1.0, 2.5]), np.zeros(2), label="x").ok
     assert bounds.dtype_name(value.dtype) == "bfloat16"
+
+
+def test_the_suites_float32_comparisons_with_autodiff_are_judged_by_bounds():
+    import reference
+    from softmax_grad.cases import compare_results, standard_cases
+
+    case = next(c for c in standard_cases() if c.function == "linear_loss").astype(np.float32)
+    result = case.call(manual.VARIANTS["vectorized"])
+    judged = compare_results(case, result, case.call(reference), "autodiff", "vectorized")
+    assert all(c.ok and np.isfinite(c.ratio) and c.ratio < 1 for c in judged), [c.message for c in judged]
+    off = (result[0], result[1] * np.float32(1.001))
+    assert not all(c.ok for c in compare_results(case, off, case.call(reference), "autodiff", "off"))
+    case64 = next(c for c in standard_cases() if c.function == "linear_loss")
+    table = compare_results(case64, case64.call(manual.VARIANTS["vectorized"]), case64.call(reference), "autodiff", "")
+    assert all(np.isnan(c.ratio) for c in table)  # float64 keeps the table, pinned above
