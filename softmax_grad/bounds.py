@@ -46,9 +46,8 @@ MULTIPLE = 2.0
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 # What a kernel in each dtype accumulates in: bfloat16 and float16 kernels sum in float32.
 ACCUMULATION = {"float64": "float64", "float32": "float32", "bfloat16": "float32", "float16": "float32"}
-# One spacing of the smallest subnormal: the absolute error of storing a tiny value (no flush to zero assumed).
-SMALLEST_SUBNORMAL = {"float64": 5e-324, "float32": 2.0**-149, "bfloat16": 2.0**-133, "float16": 2.0**-24}
-# The smallest normal number: below it a probability loses its relative accuracy, or flushes to 0.
+# The smallest normal number: below it a value loses its relative accuracy, or is flushed to 0 (XLA on CPU
+# flushes subnormals: a float32 gradient entry of 1.5e-43 comes back 0), so it is every stored value's absolute floor.
 SMALLEST_NORMAL = {"float64": 2.0**-1022, "float32": 2.0**-126, "bfloat16": 2.0**-126, "float16": 2.0**-14}
 LOW_PRECISION = ("bfloat16", "float16")
 
@@ -91,11 +90,11 @@ def dtype_name(dtype: Any) -> str:
 def precision(dtype: Any) -> Precision:
     """The ``Precision`` of a computation in ``dtype`` (accumulating as ``ACCUMULATION`` says)."""
     name = dtype_name(dtype)
-    return Precision(name, UNIT_ROUNDOFF[name], UNIT_ROUNDOFF[ACCUMULATION[name]], SMALLEST_SUBNORMAL[name])
+    return Precision(name, UNIT_ROUNDOFF[name], UNIT_ROUNDOFF[ACCUMULATION[name]], SMALLEST_NORMAL[name])
 
 
 def stored(prec: Precision, value: np.ndarray) -> np.ndarray:
-    """The error of storing ``value`` in the dtype: ``u |value|`` plus one subnormal spacing."""
+    """The error of storing ``value`` in the dtype: ``u |value|`` plus the smallest normal number (flush to zero)."""
     return prec.u * np.abs(value) + prec.tiny
 
 
