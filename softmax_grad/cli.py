@@ -235,7 +235,10 @@ def _add_check(commands: argparse._SubParsersAction) -> None:
         help="what the function is written in (default auto: torch or jax if its module imports it, else numpy); "
         "torch and jax functions may return the loss alone, differentiated by backward() or jax.grad",
     )
-    check.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of the cases")
+    check.add_argument(
+        "--dtype", choices=("float64", "float32", "bfloat16", "float16"), default="float64",
+        help="dtype of the cases; every output is judged by its rounding-error bound in it",
+    )  # fmt: skip
     check.add_argument("--strict", action="store_true", help="count warnings (robustness cases) as failures")
     check.add_argument("--reduction", choices=("mean", "sum"), default="mean", help="loss over samples (default mean)")
     check.add_argument(

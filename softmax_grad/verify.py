@@ -7,6 +7,7 @@ print them as it goes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -30,6 +31,8 @@ class Row:
     cases: int = 0
     worst: dict[str, tuple[float, float]] = field(default_factory=dict)  # oracle -> (max abs, max rel)
     failures: list[str] = field(default_factory=list)
+    # oracle -> the largest |error| / bound (docs/derivation.md eq. 44), where a bound judged the outputs
+    ratios: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -38,6 +41,8 @@ class Row:
     def add(self, oracle: str, comparison: Comparison) -> None:
         old_abs, old_rel = self.worst.get(oracle, (0.0, 0.0))
         self.worst[oracle] = (worst([old_abs, comparison.max_abs_error]), worst([old_rel, comparison.max_rel_error]))
+        if not math.isnan(comparison.ratio):
+            self.ratios[oracle] = max(self.ratios.get(oracle, 0.0), comparison.ratio)
         if not comparison.ok:
             self.failures.append(f"[{oracle}] {comparison.message}")
 
@@ -100,11 +105,16 @@ def verify(
 
 
 def table_header() -> str:
-    """The two header lines of ``format_table``'s Markdown table."""
+    """The two header lines of ``format_table``'s Markdown table.
+
+    "of its bound" is the largest ``|error| / bound`` of the row's outputs
+    judged by a rounding-error bound (float32 against autodiff, eq. 44); "-"
+    where the table judged them (float64, finite differences).
+    """
     header = ["function", "variant", "dtype", "cases"]
     for oracle in ORACLE_KINDS:
         header += [f"{oracle} max abs", f"{oracle} max rel"]
-    header.append("verdict")
+    header += ["of its bound", "verdict"]
     return markdown_row(header) + "\n" + "|" + "---|" * len(header)
 
 
@@ -114,6 +124,8 @@ def table_row(row: Row) -> str:
     for oracle in ORACLE_KINDS:
         max_abs, max_rel = row.worst.get(oracle, (float("nan"), float("nan")))
         cells += [f"{max_abs:.1e}", f"{max_rel:.1e}"]
+    # float32 outputs are judged by their rounding-error bounds: the worst ratio, "0.04" of its bound
+    cells.append(f"{max(row.ratios.values()):.2g}" if row.ratios else "-")
     cells.append("pass" if row.ok else "FAIL")
     return markdown_row(cells)
 

@@ -263,7 +263,7 @@ def test_ignored_rows_appear_and_every_row_ignored_is_robustness_only():
 
 
 # ------------------------------------------------------------------ dtype and options
-def test_float32_is_judged_at_float32_tolerance():
+def test_float32_is_judged_by_its_rounding_error_bound():
     def in_float32(scores, y, factor=1.0):
         assert scores.dtype == np.float32
         loss, d = scores_mean(scores, y)
@@ -271,7 +271,7 @@ def test_float32_is_judged_at_float32_tolerance():
 
     report = check(in_float32, "scores", dtype="float32")
     assert report.passed, report.format()
-    assert "rtol=0.0001" in report.format()
+    assert "judged by rounding-error bounds in float32" in report.format() and "of its bound" in report.format()
     assert not check(lambda S, y: in_float32(S, y, 1.01), "scores", dtype="float32")
 
 

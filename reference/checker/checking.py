@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes  # noqa: F401  (registers NumPy's "bfloat16")
 import numpy as np
 
 from reference.checker import battery as cases_of
@@ -29,10 +30,10 @@ from reference.checker.report import Report
 from reference.checker.targets import signature_problem
 from reference.checker.values import judge_call
 from reference.checker.verdict import FAIL, CaseResult, Context, Expected
+from softmax_grad.bounds import LOW_PRECISION, MULTIPLE, row_facts
 from softmax_grad.contract import check_options, check_reduction
-from softmax_grad.tolerances import tolerance
 
-DTYPES = ("float64", "float32")
+DTYPES = ("float64", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,31 @@ class _Oracle:
     """The oracle's result on one case at the check's settings, and at other ``reg`` or ReLU conventions."""
 
     def __init__(self, kind: kinds.Kind, case: Case, settings: Settings, sizes: dict[str, int]) -> None:
-        self.kind, self.settings, self.sizes = kind, settings, sizes
-        self.inputs = cases_of.cast(case.inputs, settings.np_dtype)  # float32 inputs are judged as the numbers they are
+        self.kind, self.settings, self.sizes, self.dtype = kind, settings, sizes, settings.np_dtype
+        self.inputs = oracle.rounded(case.inputs, self.dtype)  # low-precision inputs are judged as the numbers they are
         self.reg = self.inputs.get("reg", 0.0)
         self.cache: dict[tuple, Expected] = {}
+        self.bound_cache: dict[float, dict[str, Any]] = {}
+
+    def bounds(self, reg: float | None = None) -> dict[str, Any]:
+        """Each output's rounding-error bound at this case (docs/derivation.md section 9), at ``reg``."""
+        reg = self.reg if reg is None else reg
+        if reg not in self.bound_cache:
+            options = dict(self.settings.options)
+            self.bound_cache[reg] = oracle.bounds(
+                self.kind, self.inputs, self.dtype, reduction=self.settings.reduction, options=options,
+                reg=2.0 * self.settings.reg_scale * reg,
+            )  # fmt: skip
+        return self.bound_cache[reg]
+
+    def own(self, adapter: Any) -> Expected | None:
+        """The framework's own plain autodiff on this case in its low precision; None in float32 and float64."""
+        if self.dtype.name not in LOW_PRECISION:
+            return None
+        return adapter.own(
+            self.kind, cases_of.cast(self.inputs, self.dtype), reduction=self.settings.reduction,
+            options=dict(self.settings.options), reg=2.0 * self.settings.reg_scale * self.reg,
+        )  # fmt: skip
 
     @property
     def program(self) -> int:
@@ -201,7 +223,9 @@ def check(
         kind: ``"scores"``, ``"linear"``, ``"two_layer"`` or ``"linear_ce"`` (``f(X, W, y[, bias])``, the
             logits ``X W + b`` of a language model's last layer).
         framework: ``"numpy"``, ``"torch"``, ``"jax"``, or ``"auto"`` (what the function's module imports).
-        dtype: ``"float64"`` or ``"float32"``: the cases' dtype, and the tolerance row they are judged at.
+        dtype: ``"float64"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``: the cases' dtype. Every output
+            is judged by its rounding-error bound in that dtype (docs/derivation.md section 9); in bfloat16
+            and float16 the framework's own plain autodiff of the loss runs beside it as a yardstick.
         strict: count warnings (a non-finite loss beside a right gradient on a robustness case) as failures.
         reduction: ``"mean"`` (eq. 4) or ``"sum"``.
         reg_scale: the penalty ``R = reg_scale * reg * sum W^2``; 0.5 is eq. (3).
@@ -321,7 +345,7 @@ def _check(
         else:
             call = runner.call(fn, spec, case, adapter, settings.np_dtype, settings.timeout)
             stopped = f"the function hung on {case.name!r}" if call.timed_out else None
-        results.append(judge_call(_context(spec, case, settings, expected), case, call, adapter))
+        results.append(judge_call(context(spec, case, settings, expected, adapter), case, call, adapter))
         if settings.mesh is not None and results[-1].status == FAIL:
             first = all(result.status != FAIL for result in results[:-1])
             results[-1].messages += _mesh_diagnosis(spec, case, settings, expected, call, first)
@@ -340,11 +364,13 @@ def _mesh_diagnosis(
                            denominator, deep)  # fmt: skip
 
 
-def _context(spec: kinds.Kind, case: Case, settings: Settings, expected: _Oracle) -> Context:
+def context(spec: kinds.Kind, case: Case, settings: Settings, expected: _Oracle, adapter: Any) -> Context:
+    """What the verdict needs on ``case``: the oracle, each output's bound, the framework's own result, row facts."""
     options = settings.options
     denominator = _denominator(np.asarray(case.labels), options["weight"], options["ignore_index"])
-    return Context(spec, settings.np_dtype, settings.reduction, settings.reg_scale, denominator, expected,
-                   options["softcap"])  # fmt: skip
+    facts = row_facts(oracle.logits(spec, expected.inputs), case.labels)
+    return Context(spec, expected.dtype, settings.reduction, settings.reg_scale, denominator, expected,
+                   options["softcap"], expected.bounds, expected.own(adapter), facts)  # fmt: skip
 
 
 def _report(
@@ -357,7 +383,6 @@ def _report(
     save_failure: str | Path | None,
     target: str | None,
 ) -> Report:
-    tol = tolerance(settings.np_dtype, "autodiff")
     auto = settings.framework == "auto"
     note = f" (auto: {'the function module imports ' + chosen if chosen != 'numpy' else 'no torch or jax seen'})"
     report = Report(
@@ -369,7 +394,7 @@ def _report(
         settings.reg_scale,
         settings.options,
         settings.strict,
-        {"rtol": tol.rtol, "atol": tol.atol},
+        {"multiple": MULTIPLE},
         results,
         framework_note=note if auto else "",
         ran=where,

@@ -24,6 +24,7 @@ import numpy as np
 
 from reference import losses
 from reference.checker.kinds import Kind
+from softmax_grad import bounds as error_bounds
 
 
 def _scores_value(S: jax.Array, y: jax.Array, *, reduction: str, options: Mapping[str, Any]) -> jax.Array:
@@ -186,3 +187,66 @@ def expected_many(jobs: list[Callable[[], Any]], workers: int = 4) -> list[Any]:
     """Run oracle calls side by side: each case shape compiles once, and compilations overlap."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda job: job(), jobs))
+
+
+def rounded(inputs: Mapping[str, Any], dtype: np.dtype) -> dict[str, Any]:
+    """``inputs`` rounded to ``dtype`` and read back as float64: the numbers a low-precision target is given.
+
+    The oracle differentiates these exact numbers in float64, so only the
+    target's own arithmetic is judged, never the rounding of its inputs.
+    """
+
+    def one(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {key: one(item) for key, item in value.items()}
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            return value.astype(dtype).astype(np.float64)
+        return value
+
+    return {name: one(value) for name, value in inputs.items()}
+
+
+def bounds(
+    kind: Kind, inputs: Mapping[str, Any], dtype: np.dtype, *, reduction: str, options: Mapping[str, Any], reg: float
+) -> dict[str, Any]:
+    """Each output's rounding-error bound at these (rounded) ``inputs`` (docs/derivation.md section 9).
+
+    Named as ``kind`` names its outputs, with ``"loss"``; ``reg`` is eq. (3)'s.
+    In float64 the bound is doubled: the oracle is a float64 computation too,
+    so two correct results may differ by twice it.
+    """
+    prec = error_bounds.precision(dtype)
+    opts = {key: value for key, value in options.items()}
+    opts["weight"] = None if opts.get("weight") is None else np.asarray(opts["weight"], np.float64)
+    y = np.asarray(inputs["y"])
+    name = kind.name
+    if name == "scores":
+        loss, _, dS = error_bounds.scores_bounds(
+            inputs["scores"], y, np.zeros_like(inputs["scores"]), prec, reduction=reduction, **opts
+        )
+        out: dict[str, Any] = {"loss": loss, "dscores": dS}
+    elif name == "linear":
+        out = error_bounds.linear_bounds(inputs["W"], inputs["X"], y, reg, prec, reduction=reduction, **opts)
+    elif name == "two_layer":
+        out = error_bounds.two_layer_bounds(inputs["params"], inputs["X"], y, reg, prec, reduction=reduction, **opts)
+    elif name.startswith("linear_ce"):
+        bias = inputs.get("bias") if name == "linear_ce" else None
+        out = error_bounds.linear_ce_bounds(inputs["X"], inputs["W"], y, bias, prec, reduction=reduction, **opts)
+    else:
+        raise ValueError(f"no rounding-error bound for kind {name!r}")
+    if np.dtype(dtype) == np.float64:
+        out = {key: 2 * value for key, value in out.items()}
+    return out
+
+
+def logits(kind: Kind, inputs: Mapping[str, Any]) -> np.ndarray:
+    """The scores the loss sees (before any softcap), in float64 NumPy, for the diagnoses."""
+    if kind.name == "scores":
+        return np.asarray(inputs["scores"], np.float64)
+    if kind.name == "linear":
+        return inputs["X"] @ inputs["W"]
+    if kind.name == "two_layer":
+        p = inputs["params"]
+        return np.maximum(inputs["X"] @ p["W1"] + p["b1"], 0.0) @ p["W2"] + p["b2"]
+    bias = inputs.get("bias") if kind.name == "linear_ce" else None
+    return inputs["X"] @ inputs["W"] + (0.0 if bias is None else bias)

@@ -80,13 +80,19 @@ class Report:
             + (f"penalty R = {self.reg_scale:g} * reg * sum W^2; " if "reg" in self.signature else "")
             + f"loss options: {options}",
             *([f"the function ran {self.ran}"] if self.ran else []),
-            f"tolerance ({self.dtype}, from the one table): rtol={self.tolerance['rtol']:g}, "
-            f"atol={self.tolerance['atol']:g} x max|expected|",
+            f"judged by rounding-error bounds in {self.dtype} (docs/derivation.md section 9): an output passes "
+            f"within {self.tolerance['multiple']:g} x its bound"
+            + (" plus the framework's own error" if self.dtype in ("bfloat16", "float16") else ""),
             "",
-            "| case | tier | verdict | max abs error | max rel error |",
-            "|---|---|---|---|---|",
+            "| case | tier | verdict | max abs error | max rel error | worst output, of its bound |"
+            + (" your error / the framework's own |" if self.dtype in ("bfloat16", "float16") else ""),
+            "|---|---|---|---|---|---|" + ("---|" if self.dtype in ("bfloat16", "float16") else ""),
         ]
-        lines += [f"| {c.name} | {c.tier} | {c.status} | {_errors(c)} |" for c in self.cases]
+        lines += [
+            f"| {c.name} | {c.tier} | {c.status} | {_errors(c)} | {_worst(c.ratios)} |"
+            + (f" {_worst(c.own_ratios)} |" if self.dtype in ("bfloat16", "float16") else "")
+            for c in self.cases
+        ]
         failed = sum(case.status == FAIL for case in self.cases)
         summary = f"\n{len(self.cases) - failed} of {len(self.cases)} cases pass"
         if self.warned:
@@ -124,6 +130,15 @@ def _errors(case: CaseResult) -> str:
         if marker in said:
             return f"{word} | {word}"
     return "no result | no result" if case.status == FAIL else "- | -"
+
+
+def _worst(ratios: dict[str, float]) -> str:
+    """The output farthest from its yardstick: "W: 0.04"."""
+    finite = {name: r for name, r in ratios.items() if not math.isnan(r)}
+    if not finite:
+        return "-"
+    name = max(finite, key=lambda key: finite[key])
+    return f"{name}: {finite[name]:.2g}"
 
 
 def _shown(value: Any) -> Any:

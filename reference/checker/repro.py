@@ -86,7 +86,7 @@ def rerun(path: str | Path, fn: Callable | str):
     finally:
         if child is not None:
             child.close()
-    result = judge_call(checking._context(spec, case, settings, expected), case, call, adapter)
+    result = judge_call(checking.context(spec, case, settings, expected, adapter), case, call, adapter)
     failed = not result.passed or (meta["strict"] and result.status == "warn")
     verdict = "FAIL" if failed else result.status
     print(f"case {case.name!r} ({meta['kind']}, {meta['framework']}, {meta['dtype']}): {verdict}")

@@ -24,8 +24,10 @@ from reference.checker.battery import ROBUSTNESS, Case
 from reference.checker.hints import non_finite_hints
 from reference.checker.kinds import Kind
 from reference.checker.runner import Call
-from softmax_grad.compare import Comparison, compare, worst
-from softmax_grad.tolerances import Tolerance, tolerance
+from softmax_grad import bounds as error_bounds
+from softmax_grad.bounds import SMALLEST_NORMAL
+from softmax_grad.compare import Comparison, compare_bounded, worst
+from softmax_grad.tolerances import tolerance
 
 PASS, WARN, FAIL = "pass", "warn", "FAIL"
 STABLE_FORM = (
@@ -49,6 +51,9 @@ class CaseResult:
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0
     traceback: str | None = None
+    bound_ratio: float = 0.0  # the worst |error| / bound over the outputs ("W: 0.04 of its bound")
+    ratios: dict[str, float] = field(default_factory=dict)  # output -> |error| / bound
+    own_ratios: dict[str, float] = field(default_factory=dict)  # output -> your error / the framework's own
 
     @property
     def passed(self) -> bool:
@@ -67,23 +72,35 @@ class Context:
     denominator: float  # what "mean" divides by: the kept rows' label weights
     oracle: Callable[..., Expected]  # oracle(reg=..., relu_gate_at_zero=...) at this case's inputs
     softcap: float | None = None
+    bounds: Callable[..., dict[str, Any]] | None = None  # bounds(reg=...): each output's rounding-error bound
+    own: Expected | None = None  # the framework's own plain autodiff on the same inputs (bfloat16, float16)
+    rows: dict[str, np.ndarray] = field(default_factory=dict)  # per-row facts for the diagnoses (bounds.row_facts)
 
-    @property
-    def gradient_scaled(self) -> bool:
-        """Whether gradients are judged by their own scale (``compare(gradient=True)``).
+    def bound(self, reg: float | None = None) -> dict[str, Any]:
+        return self.bounds() if reg is None else self.bounds(reg=reg)
 
-        Not under a softcap: where it saturates, eq. (17)'s factor ``1 - tanh^2``
-        is computed by cancellation (the oracle's too), so every entry carries an
-        absolute noise of eps times terms of order 1, the table's ``floor``.
-        """
-        return self.softcap is None
+    def allowance(self, name: str) -> Any:
+        """What the framework's own computation is off by at each entry of ``name`` (0 without one)."""
+        if self.own is None:
+            return 0.0
+        own_loss, own = self.own
+        want_loss, want = self.oracle()
+        if name == "loss":
+            return abs(own_loss - want_loss) if np.isfinite(own_loss) and np.isfinite(want_loss) else 0.0
+        return np.nan_to_num(np.abs(own[name] - want[name]))
 
-    @property
-    def tol(self) -> Tolerance:
-        return tolerance(self.dtype, "autodiff")
+    def judged(self, actual: Any, expected: Any, name: str, bound: Any | None = None, label: str | None = None):
+        """``compare_bounded`` of one output against its bound (and the framework's own error)."""
+        bound = self.bound()[name] if bound is None else bound
+        return compare_bounded(actual, expected, bound, label=label or name, allowance=self.allowance(name))
 
 
 # ----------------------------------------------------------------- reading the result
+def _real(dtype: np.dtype) -> bool:
+    """Integers and floats, ml_dtypes' bfloat16 (NumPy kind "V") among them."""
+    return dtype.kind in "iuf" or dtype.name == "bfloat16"
+
+
 def _read(value: Any, what: str, framework: ModuleType) -> tuple[np.ndarray | None, str | None]:
     try:
         arr = framework.to_numpy(value)
@@ -118,8 +135,18 @@ def _gradients(
 
 
 # ----------------------------------------------------------------- diagnoses
-def _matches(actual: np.ndarray, candidate: Any, tol: Tolerance, gradient: bool) -> bool:
-    return compare(actual, candidate, tol, label="", gradient=gradient).ok
+# An error above the bound but within this many bounds is rounding gone too far, never "a different function".
+FEW_BOUNDS = 16.0
+
+
+def _matches(ctx: Context, actual: np.ndarray, candidate: Any, expected: Any, name: str) -> bool:
+    """Whether ``actual`` is within the bound of ``candidate``, the bound scaled to the candidate's size."""
+    expected = np.asarray(expected, np.float64)
+    candidate = np.asarray(candidate, np.float64)
+    size, csize = float(np.max(np.abs(expected), initial=0.0)), float(np.max(np.abs(candidate), initial=0.0))
+    scale = max(1.0, csize / size) if size > 0 else 1.0
+    bound = scale * np.asarray(ctx.bound()[name]) + error_bounds.stored(error_bounds.precision(ctx.dtype), candidate)
+    return compare_bounded(actual, candidate, bound, label="", allowance=scale * ctx.allowance(name)).ok
 
 
 def _slips(ctx: Context, case: Case, name: str, want: Any, data: Any) -> list[tuple[str, Any, float | None]]:
@@ -155,6 +182,9 @@ def _convention(scale: float) -> str:
     )
 
 
+LARGE_LOGIT = 100.0
+
+
 def diagnose(ctx: Context, case: Case, loss: np.ndarray | None, got: dict[str, np.ndarray], comparisons) -> list[str]:
     """Name the slip each wrong quantity matches; say when only the gradient is wrong."""
     want_loss, want = ctx.oracle()
@@ -167,12 +197,15 @@ def diagnose(ctx: Context, case: Case, loss: np.ndarray | None, got: dict[str, n
     for name, actual, expected, data_part, is_gradient in quantities:
         if name not in wrong or actual is None or np.shape(actual) != np.shape(expected):
             continue
-        if actual.dtype.kind not in "iuf" or not np.isfinite(actual).all():
+        if not _real(actual.dtype) or not np.isfinite(np.asarray(actual, np.float64)).all():
+            continue
+        actual = np.asarray(actual, np.float64)
+        comparison = next(c for c in comparisons if c.label == name)
+        if comparison.ratio <= FEW_BOUNDS:  # rounding gone too far, not a slip: say where it sits
+            hints.append(_beyond_rounding(ctx, name, actual, np.asarray(expected, np.float64), comparison.ratio))
             continue
         for text, candidate, scale in _slips(ctx, case, name, np.asarray(expected, np.float64), data_part):
-            if np.shape(candidate) == np.shape(actual) and _matches(
-                actual, candidate, ctx.tol, is_gradient and ctx.gradient_scaled
-            ):
+            if np.shape(candidate) == np.shape(actual) and _matches(ctx, actual, candidate, expected, name):
                 hints.append(f"{name} {text}")
                 if scale is not None:
                     conventions[name] = scale
@@ -181,9 +214,12 @@ def diagnose(ctx: Context, case: Case, loss: np.ndarray | None, got: dict[str, n
             expected = np.asarray(expected, np.float64)
             norm = float(np.sum(expected * expected))
             factor = float(np.sum(actual * expected)) / norm if norm > 0 else 0.0
-            if factor and _matches(actual, factor * expected, ctx.tol, is_gradient and ctx.gradient_scaled):
+            where = _concentrated(ctx, name, actual, expected)
+            if factor and _matches(ctx, actual, factor * expected, expected, name):
                 if f"{factor:.6g}" != "1":  # "1 times the right one" says nothing: rounding, named below
                     hints.append(f"{name} is {factor:.6g} times the right one")
+            elif where:
+                hints.append(f"{name}: {where}")
             elif is_gradient and "loss" not in wrong and loss is not None:
                 hints.append(
                     f"the loss is right but {name} is not its gradient: it is the gradient of a different function"
@@ -229,6 +265,52 @@ def _one_penalty(
     ]
 
 
+def _excess(ctx: Context, name: str, actual: np.ndarray, expected: np.ndarray) -> np.ndarray | None:
+    """Where ``name`` lies beyond its allowance, when it has one row per sample (dscores, X); else None."""
+    if name not in ("dscores", "X") or actual.ndim != 2 or "large" not in ctx.rows:
+        return None
+    if actual.shape[0] != len(ctx.rows["large"]):
+        return None
+    allowed = error_bounds.MULTIPLE * (np.asarray(ctx.bound()[name]) + ctx.allowance(name))
+    return np.abs(actual - expected) > allowed
+
+
+def _concentrated(ctx: Context, name: str, actual: np.ndarray, expected: np.ndarray) -> str:
+    """Where the error sits when that names its cause: the label entries, or rows of large logits."""
+    excess = _excess(ctx, name, actual, expected)
+    if excess is None or not excess.any():
+        return ""
+    if name == "dscores":
+        labels = np.zeros_like(excess)
+        labels[np.arange(len(excess)), ctx.rows["labels"]] = True
+        if not (excess & ~labels).any():
+            rows = excess.any(axis=1)
+            certain = "rows certain of their label (p_y >= 0.99)" if not (rows & ~ctx.rows["certain"]).any() else "rows"
+            return (
+                f"the error lies only in the label entries p_y - 1, of {certain}: computed by cancellation "
+                "after p was rounded to the dtype; compute it as -(sum over j != y of p_j), or subtract in the "
+                "accumulation dtype (float32) and round once"
+            )
+    rows = excess.any(axis=1)
+    if rows.sum() < len(rows) and not (rows & ~ctx.rows["large"]).any():
+        return (
+            f"the error lies only in rows of large logits (|logit| >= {LARGE_LOGIT:g}: rows "
+            f"{np.flatnonzero(rows)[:6].tolist()}): the logits lose precision before the softmax there; "
+            "shift each row by its own max before exponentiating, and keep the logits in the dtype they came in"
+        )
+    return ""
+
+
+def _beyond_rounding(ctx: Context, name: str, actual: np.ndarray, expected: np.ndarray, ratio: float) -> str:
+    """The hint for an error a few bounds wide: more than the dtype's rounding explains, and where it sits."""
+    where = _concentrated(ctx, name, actual, expected)
+    return (
+        f"{name}: the error is {ratio:.3g} of its rounding-error bound in {ctx.dtype.name}: "
+        "more than rounding explains, but too small to be a different formula"
+        + (f"; {where}" if where else "; look for a sum accumulated in a narrower type, or an intermediate rounded")
+    )
+
+
 # ----------------------------------------------------------------- the verdict
 def _loss_of(returned: Any, framework: ModuleType) -> tuple[np.ndarray | None, list[str], list[str]]:
     """The loss as a 0-d array, problems, notes."""
@@ -237,10 +319,41 @@ def _loss_of(returned: Any, framework: ModuleType) -> tuple[np.ndarray | None, l
         return None, [problem], []
     if arr.size != 1:
         return None, [f"the loss has shape {arr.shape}; expected one number"], []
-    if arr.dtype.kind not in "iuf":
+    if not _real(arr.dtype):
         return None, [f"the loss has dtype {arr.dtype}; expected a real number"], []
     notes = [f"the loss came as an array of shape {arr.shape}; its one value was taken"] if arr.ndim else []
     return arr.reshape(()), [], notes
+
+
+def _label_underflow(ctx: Context) -> float | None:
+    """The smallest label log-probability of the case if it lies below the dtype's range, else None.
+
+    There a correct ``-log(p_y)`` form is inf in this dtype: on any case, a
+    non-finite loss beside right gradients is then a warning, not a failure.
+    """
+    log_p = ctx.rows.get("log_p_y")
+    if log_p is None or not len(log_p):
+        return None
+    lowest = float(np.min(log_p))
+    return lowest if lowest < np.log(SMALLEST_NORMAL[ctx.dtype.name]) else None
+
+
+def _own_ratios(ctx: Context, loss: np.ndarray | None, got: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per output, your largest error over the framework's own largest error on the same case (Cut Cross-Entropy's)."""
+    want_loss, want = ctx.oracle()
+    own_loss, own = ctx.own
+    pairs = [(n, got[n], want[n], own[n]) for n in want if n in got and np.shape(got[n]) == np.shape(want[n])]
+    if loss is not None and np.isfinite(want_loss):
+        pairs.append(("loss", loss, want_loss, own_loss))
+    ratios = {}
+    for name, actual, expected, theirs in pairs:
+        try:
+            mine = float(np.max(np.abs(np.asarray(actual, np.float64) - expected), initial=0.0))
+        except (TypeError, ValueError):
+            continue
+        their = float(np.max(np.abs(np.asarray(theirs, np.float64) - expected), initial=0.0))
+        ratios[name] = mine / their if their > 0 else (0.0 if mine == 0 else float("inf"))
+    return ratios
 
 
 def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseResult:
@@ -265,13 +378,9 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
     result.messages += problems + grad_problems
     result.notes += loss_notes
     want_loss, want = ctx.oracle()
-    comparisons: list[Comparison] = [
-        compare(got[name], want[name], ctx.tol, label=name, gradient=ctx.gradient_scaled)
-        for name in want
-        if name in got
-    ]
+    comparisons: list[Comparison] = [ctx.judged(got[name], want[name], name) for name in want if name in got]
     for name, value in got.items():
-        if value.dtype != ctx.dtype and value.dtype.kind == "f":
+        if value.dtype != ctx.dtype and _real(value.dtype) and value.dtype.kind not in "iu":
             result.notes.append(f"{name} came back as {value.dtype} for {ctx.dtype.name} inputs")
     loss_comparison = None
     if loss is not None:
@@ -279,20 +388,25 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
             if not np.isnan(loss):
                 result.warnings.append(f"the loss is {float(loss)!r} where no row is kept; the mean of nothing is NaN")
         else:
-            loss_comparison = compare(loss, want_loss, ctx.tol, label="loss")
+            loss_comparison = ctx.judged(loss, want_loss, "loss")
     every = ([loss_comparison] if loss_comparison is not None else []) + comparisons  # a wrong loss is falsy
     result.max_abs_error = worst(c.max_abs_error for c in every)
     result.max_rel_error = worst(c.max_rel_error for c in every)
+    result.ratios = {c.label: c.ratio for c in every}
+    result.bound_ratio = worst(c.ratio for c in every)
+    if ctx.own is not None:
+        result.own_ratios = _own_ratios(ctx, loss, got)
     gradients_right = all(comparisons) and not grad_problems
     loss_wrong = loss_comparison is not None and not loss_comparison.ok
     if case.relu_zeros and not gradients_right and not grad_problems:
         _, other = ctx.oracle(relu_gate_at_zero=True)
-        if all(_matches(got[n], other[n], ctx.tol, ctx.gradient_scaled) for n in other if n in got):
-            comparisons = [compare(got[n], other[n], ctx.tol, label=n, gradient=ctx.gradient_scaled) for n in other]
+        if all(ctx.judged(got[n], other[n], n).ok for n in other if n in got):
+            comparisons = [ctx.judged(got[n], other[n], n) for n in other if n in got]
             gradients_right = True
             result.notes.append("relu'(0) = 1 at the exact zeros of Z1: the other valid subgradient, accepted")
+    underflow = _label_underflow(ctx)
     if (
-        case.tier == ROBUSTNESS
+        (case.tier == ROBUSTNESS or underflow is not None)
         and gradients_right
         and loss_wrong
         and loss is not None
@@ -305,6 +419,10 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
         cause = (
             "a true class's probability underflows to 0 here (logits about 1000 apart), so -log(p_y) is inf "
             "even after the max shift"
+            if np.isinf(loss) and (underflow is None or case.tier == ROBUSTNESS)
+            else f"a true class's probability underflows to 0 in {ctx.dtype.name} here (log p_y = {underflow:.4g}, "
+            f"below the log of its smallest normal number, {np.log(SMALLEST_NORMAL[ctx.dtype.name]):.4g}), so "
+            "-log(p_y) is inf even after the max shift"
             if np.isinf(loss)
             else "an inf - inf or 0 * inf on the way (exp overflowing, or 0 * log 0)"
         )

@@ -15,6 +15,7 @@ values) runs eagerly instead.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reference.checker.kinds import Kind
-from reference.checker.oracle import COMPILER_OPTIONS
+from reference.checker.oracle import COMPILER_OPTIONS, VALUE_FUNCTIONS
 
 NAME = "jax"
 SECOND_VALUE = "the value jax.value_and_grad returns (a custom_vjp's forward rule)"
@@ -134,3 +135,34 @@ def to_numpy(value: Any) -> Any:
 def context(dtype: np.dtype) -> Iterator[None]:
     with jax.enable_x64(np.dtype(dtype) == np.float64):
         yield
+
+
+@functools.cache
+def _own_program(kind: str, positions: tuple[int, ...]) -> Callable:
+    """One jitted ``value_and_grad`` per kind: it compiles once per case shape and dtype."""
+    return jax.jit(jax.value_and_grad(VALUE_FUNCTIONS[kind], argnums=positions), static_argnames="reduction")
+
+
+def own(
+    kind: Kind, inputs: Mapping[str, Any], *, reduction: str, options: Mapping[str, Any], reg: float
+) -> tuple[float, dict[str, np.ndarray]]:
+    """Plain ``jax.value_and_grad`` of the oracle's own loss definition, run in the inputs' (low-precision) dtype.
+
+    The yardstick beside the bound: what JAX itself gets on the same inputs.
+    ``reg`` is eq. (3)'s; the result is read as float64.
+    """
+    names = tuple(dict.fromkeys(path[0] for path, _ in kind.differentiable))
+    positions = tuple(kind.arguments.index(name) for name in names)
+    with jax.enable_x64(False):
+        args = list(arguments(kind, inputs))
+        if "reg" in kind.arguments:
+            args[kind.arguments.index("reg")] = reg
+        dtype = next(a.dtype for a in jax.tree_util.tree_leaves(args) if hasattr(a, "dtype") and a.dtype.kind != "i")
+        opts = dict(options)
+        opts["weight"] = None if opts.get("weight") is None else jnp.asarray(np.asarray(opts["weight"]), dtype)
+        loss, grads = _own_program(kind.name, positions)(*args, reduction=reduction, options=opts)
+    by_name = dict(zip(names, grads, strict=True))
+    picked = {
+        name: (by_name[path[0]][path[1]] if len(path) > 1 else by_name[path[0]]) for path, name in kind.differentiable
+    }
+    return float(loss), {name: np.asarray(value, np.float64) for name, value in picked.items()}

@@ -33,3 +33,8 @@ def to_numpy(value: Any) -> Any:
 @contextlib.contextmanager
 def context(dtype: np.dtype) -> Iterator[None]:
     yield
+
+
+def own(kind: Kind, inputs: Mapping[str, Any], *, reduction: str, options: Mapping[str, Any], reg: float) -> None:
+    """NumPy has no autodiff of its own: a NumPy target is judged by the bound alone."""
+    return None

@@ -10,8 +10,10 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 import torch
+from torch.nn import functional
 
 from reference.checker.kinds import Kind
 
@@ -22,7 +24,10 @@ SECOND_VALUE = "the loss of a call without gradients (torch.no_grad(), no requir
 def _tensor(value: Any, differentiable: bool) -> Any:
     if not isinstance(value, np.ndarray):
         return value  # reg stays a Python float
-    tensor = torch.from_numpy(value)
+    if value.dtype == ml_dtypes.bfloat16:  # NumPy has no bfloat16 of its own: share the bits (a write still shows)
+        tensor = torch.from_numpy(value.view(np.int16)).view(torch.bfloat16)
+    else:
+        tensor = torch.from_numpy(value)
     return tensor.requires_grad_(True) if differentiable else tensor
 
 
@@ -80,10 +85,57 @@ def _without_grad(fn: Callable, args: tuple[Any, ...]) -> Any:
 
 def to_numpy(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if value.dtype == torch.bfloat16:
+            return value.contiguous().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return value.numpy()
     return np.asarray(value)
 
 
 @contextlib.contextmanager
 def context(dtype: np.dtype) -> Iterator[None]:
     yield
+
+
+def _cross_entropy(S: torch.Tensor, y: torch.Tensor, reduction: str, options: Mapping[str, Any]) -> torch.Tensor:
+    """Eqs. (17)-(21) as a PyTorch user writes them: ``F.cross_entropy`` of the capped logits, plus the z-loss."""
+    cap, z = options.get("softcap"), float(options.get("z_loss") or 0.0)
+    Z = S if cap is None else cap * torch.tanh(S / cap)
+    weight = options.get("weight")
+    weight = None if weight is None else torch.as_tensor(np.asarray(weight), dtype=S.dtype)
+    ignore = -100 if options.get("ignore_index") is None else int(options["ignore_index"])
+    loss = functional.cross_entropy(
+        Z, y, weight=weight, ignore_index=ignore, label_smoothing=float(options.get("label_smoothing") or 0.0),
+        reduction=reduction,
+    )  # fmt: skip
+    if z > 0:
+        kept = (y != ignore).to(S.dtype)
+        penalty = z * torch.sum(kept * torch.logsumexp(Z, dim=1) ** 2)
+        loss = loss + (penalty / torch.clamp(kept.sum(), min=1) if reduction == "mean" else penalty)
+    return loss
+
+
+def own(
+    kind: Kind, inputs: Mapping[str, Any], *, reduction: str, options: Mapping[str, Any], reg: float
+) -> tuple[float, dict[str, np.ndarray]]:
+    """PyTorch's own plain autograd of the same loss on the same (low-precision) inputs: the yardstick beside the bound.
+
+    ``reg`` is eq. (3)'s; the result is read as float64.
+    """
+    args = dict(zip(kind.arguments, arguments(kind, inputs), strict=True))
+    y = torch.as_tensor(np.asarray(inputs["y"]), dtype=torch.int64)
+    if kind.name == "scores":
+        S, penalty = args["scores"], 0.0
+    elif kind.name == "linear":
+        S, penalty = args["X"] @ args["W"], 0.5 * reg * torch.sum(args["W"] ** 2)
+    elif kind.name == "two_layer":
+        p = args["params"]
+        H1 = torch.relu(args["X"] @ p["W1"] + p["b1"])
+        S, penalty = H1 @ p["W2"] + p["b2"], 0.5 * reg * (torch.sum(p["W1"] ** 2) + torch.sum(p["W2"] ** 2))
+    else:
+        bias = args.get("bias") if kind.name == "linear_ce" else None
+        S, penalty = functional.linear(args["X"], args["W"].T, bias), 0.0
+    loss = _cross_entropy(S, y, reduction, options) + penalty
+    loss.backward()
+    grads = {name: _leaf(kind, tuple(args.values()), path).grad for path, name in kind.differentiable}
+    return float(loss.detach()), {name: np.asarray(to_numpy(g), np.float64) for name, g in grads.items()}
