@@ -118,7 +118,7 @@ def test_torch_cross_entropy_with_smoothing_and_ignore_index_passes_in_float32(s
     report = check(target, "linear_ce", framework="torch", dtype="float32", seed=seed, label_smoothing=0.1,
                    ignore_index=-100)  # fmt: skip
     assert report.passed, report.format()
-    far = next(c for c in report.cases if c.name == "rows far apart in scale")
+    far = next(c for c in report.cases if c.name == "rows 1000 apart in offset")
     assert 0 < far.bound_ratio < 1, far.ratios  # it fails the old table (W off by 5.6e-5): judged by its bound
 
 
@@ -136,7 +136,7 @@ def test_plain_jax_autodiff_of_a_soft_capped_loss_passes_in_float32():
 def test_a_correct_cs231n_net_in_float32_warns_where_p_y_underflows_and_passes():
     report = check(cs231n_two_layer, "two_layer", dtype="float32")
     assert report.passed, report.format()
-    far = next(c for c in report.cases if c.name == "rows far apart in scale")
+    far = next(c for c in report.cases if c.name == "rows 1000 apart in offset")
     assert far.status == "warn" and "underflows to 0 in float32" in far.warnings[0], report.format()
     assert "log-sum-exp" in far.warnings[0]
 
@@ -241,7 +241,7 @@ def wrong_in_rows_of_large_logits(scores, y):
 
 def test_an_error_only_in_rows_of_large_logits_is_named_as_such():
     report = check(wrong_in_rows_of_large_logits, "scores", framework="numpy", dtype="float32")
-    far = next(c for c in report.cases if c.name == "rows far apart in scale")
+    far = next(c for c in report.cases if c.name == "rows 1000 apart in offset")
     assert far.status == "FAIL"
     assert any("only in rows of large logits" in m for m in far.messages), far.messages
 
@@ -271,9 +271,8 @@ def test_a_float64_result_off_by_1e_9_fails_every_output_of_the_checker(kind):
 
     spec = kinds.get(kind)
     case = battery.battery(kind, 0)[-3]
-    settings = {"reduction": "mean", "reg_scale": 0.5, "options": {"weight": None, "ignore_index": None,
-                "label_smoothing": 0.0, "z_loss": 0.0, "softcap": None}}  # fmt: skip
-    expected = checking._Oracle(spec, case, np.dtype("float64"), settings, checking.padding_sizes(spec, [case]))
+    settings = checking.Settings.of(kind, dtype="float64", reduction="mean", reg_scale=0.5)
+    expected = checking._Oracle(spec, case, settings, checking.padding_sizes(spec, [case]))
     loss, grads = expected()
     limits = expected.bounds()
     for name, value in {"loss": np.asarray(loss), **grads}.items():

@@ -127,7 +127,8 @@ class _Oracle:
         """The framework's own plain autodiff on this case in its low precision; None in float32 and float64."""
         if self.dtype.name not in LOW_PRECISION:
             return None
-        return adapter.own(
+        # the framework's plain loss is the suite's own code, not the target's: it runs here, beside the oracle
+        return frameworks.adapter(adapter.NAME).own(
             self.kind, cases_of.cast(self.inputs, self.dtype), reduction=self.settings.reduction,
             options=dict(self.settings.options), reg=2.0 * self.settings.reg_scale * self.reg,
         )  # fmt: skip
