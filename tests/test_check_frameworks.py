@@ -21,13 +21,14 @@ from tests.targets import jax_targets, torch_targets
     ("fn", "kind", "options"),
     [
         (torch_targets.custom_function, "scores", {}),
+        (torch_targets.custom_function, "scores", {"dtype": "float32"}),
         (torch_targets.library_smoothed, "scores", {"label_smoothing": 0.1}),
         (torch_targets.library_ignore, "scores", {"ignore_index": -100}),
         (torch_targets.capped_with_z_loss, "scores", {"softcap": 30.0, "z_loss": 1e-4}),
         (torch_targets.linear_pair, "linear", {}),
         (torch_targets.two_layer_autograd, "two_layer", {}),
     ],
-    ids=["custom Function", "smoothing", "ignore_index", "softcap, z-loss", "linear: loss, dW", "two-layer"],
+    ids=["custom Function", "float32", "smoothing", "ignore_index", "softcap, z-loss", "linear: loss, dW", "two-layer"],
 )
 def test_right_torch_functions_pass(fn, kind, options):
     report = check(fn, kind, **options)
