@@ -79,7 +79,7 @@ def label_weights(labels: np.ndarray, options: LossOptions, C: int, dtype: np.dt
 def label_entry_weights(
     labels: np.ndarray, options: LossOptions, C: int, dtype: np.dtype
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``q_{i y_i}`` and ``a_i - q_{i y_i}`` of eq. (30), integer labels, as (N,) arrays.
+    """``q_{i y_i}`` and ``a_i - q_{i y_i}`` of eq. (31), integer labels, as (N,) arrays.
 
     ``q_{i y_i} = ((1-e) + e/C) w_{y_i}`` and ``a_i - q_{i y_i} = (e/C) sum_{j != y_i} w_j``, the second
     formed directly: ``a_i - q_{i y_i}`` by subtraction would cancel when ``e`` is small.

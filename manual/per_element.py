@@ -93,7 +93,7 @@ def _loss_and_dscores(
         for j in range(C):
             p_ij = exp_scores[i, j] / total
             q_ij = _target_entry(y, i, j, label, w, e)
-            if j == label:  # eq. (30): a p_iy - q_iy = (a - q_iy) p_iy - q_iy (1 - p_iy), 1 - p_iy = others / total
+            if j == label:  # eq. (31): a p_iy - q_iy = (a - q_iy) p_iy - q_iy (1 - p_iy), 1 - p_iy = others / total
                 dZ_ij = r[i] * q_others * p_ij - r[i] * q_ij * (others / total) + 2 * z * u[i] * lse * p_ij
             else:
                 dZ_ij = r[i] * (a * p_ij - q_ij) + 2 * z * u[i] * lse * p_ij  # eq. (24)
@@ -187,7 +187,7 @@ def softmax_loss(
     Loss eq. (4) from sample losses eq. (2); gradient eq. (5):
     ``dL/dS[i, j] = (P[i, j] - [j == y_i]) / N``, without the ``1/N`` for ``"sum"``,
     the label's case by eq. (30): ``-(sum over j != y_i of e_ij) / sum_j e_ij / N``.
-    With options, each entry by eq. (24), the label's by eq. (30).
+    With options, each entry by eq. (24), the label's by eq. (31).
 
     Args:
         scores: (N, C) real array ``S``.

@@ -96,7 +96,7 @@ def _row_loss_and_grad(
     row_loss = float(r_i * (a * np.log(total) - q @ (Z_i - shift)) + z * u_i * lse * lse)  # eqs. (19), (21)
     p = exp_row / total
     dS_i = r_i * (a * p - q) + 2 * z * u_i * lse * p  # eq. (24), its two terms apart (they may cancel)
-    if label is not None:  # eq. (30): a_i p_iy - q_iy = (a_i - q_iy) p_iy - q_iy (1 - p_iy), nothing cancels
+    if label is not None:  # eq. (31): a_i p_iy - q_iy = (a_i - q_iy) p_iy - q_iy (1 - p_iy), nothing cancels
         others = np.arange(S_i.shape[0]) != label
         not_y = exp_row[others].sum() / total  # 1 - p_iy
         dS_i[label] = r_i * q[others].sum() * p[label] - r_i * q[label] * not_y + 2 * z * u_i * lse * p[label]
@@ -161,7 +161,7 @@ def softmax_loss(
     Loss eq. (4) from sample losses eq. (2); gradient eq. (5) as a row:
     ``dS[i] = P[i] / N``, then the label's entry set by eq. (30),
     ``-(sum of e[i, others]) / sum of e[i] / N`` (no ``1/N`` for ``"sum"``).
-    With options, eq. (24) row by row, the label's entry by eq. (30).
+    With options, eq. (24) row by row, the label's entry by eq. (31).
 
     Args:
         scores: (N, C) real array ``S``.

@@ -233,7 +233,7 @@ def _block_loss_and_dscores_with_options(
         if e:
             dZ -= (scales.ce * (e / C))[:, None] * (np.ones(C, S.dtype) if w is None else w)
         q_y, rest = label_entry_weights(labels, options, C, S.dtype)
-        dZ[rows, labels] = scales.ce * rest * (exp_y / sums) - scales.ce * q_y * (others / sums)  # eq. (30)
+        dZ[rows, labels] = scales.ce * rest * (exp_y / sums) - scales.ce * q_y * (others / sums)  # eq. (31)
     if z_term is not None:
         dZ += z_term
     if tanh_S is not None:
@@ -400,7 +400,7 @@ class _Rows:
         self.scales = row_scales(y, options, reduction, dtype)
         self.labels = self.scales.labels
         self.w_y, self.a = label_weights(self.labels, options, V, dtype)
-        self.q_y, self.rest = label_entry_weights(self.labels, options, V, dtype)  # eq. (30)
+        self.q_y, self.rest = label_entry_weights(self.labels, options, V, dtype)  # eq. (31)
         order = np.argsort(self.labels, kind="stable")  # rows sorted by label: each chunk's labelled rows are a slice
         self.order, self.sorted_labels = order, self.labels[order]
         self.options, self.V = options, V
@@ -478,7 +478,7 @@ def _chunk_gradient(
     dZ *= (r * rows.a)[:, None]  # eq. (24), the p_i term of the cross-entropy
     if e:
         _subtract_outer(dZ, r * (e / rows.V), None if w is None else w[k0:k1])  # eq. (24), the smoothing row
-    dZ[hit, cols] = r[hit] * rows.rest[hit] * p_y - r[hit] * rows.q_y[hit] * not_y[hit]  # eq. (30): one scatter
+    dZ[hit, cols] = r[hit] * rows.rest[hit] * p_y - r[hit] * rows.q_y[hit] * not_y[hit]  # eq. (31): one scatter
     if z_term is not None:
         dZ += z_term
     if tanh_S is not None:

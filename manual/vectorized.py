@@ -59,7 +59,7 @@ def _loss_and_dscores(S: np.ndarray, y: np.ndarray, reduction: str, stable: bool
 def _loss_and_dscores_with_options(
     S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions, stable: bool = True
 ) -> tuple[float, np.ndarray]:
-    """Loss and gradient with the options, eqs. (17)-(24), and the label entry by eq. (30).
+    """Loss and gradient with the options, eqs. (17)-(24), and the label entry by eqs. (30)-(31).
 
     ``y`` holds integer labels (N,) or soft targets (N, C); ``r``, ``u`` are the
     rows' factors of eq. (24), which carry the reduction and the ignored rows.
@@ -89,7 +89,7 @@ def _loss_and_dscores_with_options(
     if labels is not None:
         q_y, rest = label_entry_weights(labels, options, C, S.dtype)  # q_iy and a_i - q_iy
         rows, r_i = np.arange(N), r[:, 0]
-        dZ[rows, labels] = r_i * rest * P[rows, labels] - r_i * q_y * np.sum(E, axis=1, where=~Y) / sigma[:, 0]  # (30)
+        dZ[rows, labels] = r_i * rest * P[rows, labels] - r_i * q_y * np.sum(E, axis=1, where=~Y) / sigma[:, 0]  # (31)
     if z:
         dZ += 2 * z * u * lse * P  # eq. (24), the z-loss term, added apart from r a P (it may cancel)
     dS = dZ if c is None else dZ * (1 - (Z / c) ** 2)  # eq. (17)'s chain factor
@@ -291,7 +291,7 @@ def linear_cross_entropy(
     w = np.ones(V, X.dtype) if options.weight is None else options.weight
     r, u, labels, undefined = row_scales(y, options, reduction, X.dtype)  # eqs. (20), (21), from the labels alone
     w_y, a = label_weights(labels, options, V, X.dtype)  # eq. (18)
-    q_y, rest = label_entry_weights(labels, options, V, X.dtype)  # eq. (30)
+    q_y, rest = label_entry_weights(labels, options, V, X.dtype)  # eq. (31)
     width = class_chunk_width(N, V, chunk_size)
     chunks = [slice(k0, min(k0 + width, V)) for k0 in range(0, V, width)]
 
@@ -324,7 +324,7 @@ def linear_cross_entropy(
         row_loss += np.sum(Q * (lse[:, None] - Z), axis=1, dtype=np.float64)  # eq. (19), each term -log p >= 0
         dZ = r[:, None] * (a[:, None] * P - Q)  # eq. (24), the cross-entropy term
         labelled = Y_k.any(axis=1)
-        dZ[Y_k] = (r * rest * np.exp(Z_y - lse) - r * q_y * not_y)[labelled]  # eq. (30)
+        dZ[Y_k] = (r * rest * np.exp(Z_y - lse) - r * q_y * not_y)[labelled]  # eq. (31)
         if z:
             dZ += (2 * z * u * lse)[:, None] * P  # eq. (24), the z-loss term, added apart
         dS = dZ if c is None else dZ * (1 - (Z / c) ** 2)  # eq. (17)'s chain factor
