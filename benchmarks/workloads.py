@@ -45,7 +45,7 @@ def public_name(function: str) -> str:
 
 
 def loss_options(C: int, dtype: type, rng: np.random.Generator) -> dict:
-    """Every loss option on (DESIGN.md, "Loss options"), as ``softmax_loss`` keywords."""
+    """Every loss option on (README, "Loss options"), as ``softmax_loss`` keywords."""
     return {
         "weight": (0.5 + rng.random(C)).astype(dtype),
         "ignore_index": -100,

@@ -168,7 +168,7 @@ def softmax_loss(
         y: (N,) integer labels in ``[0, C)``, or (N, C) soft targets.
         reduction: ``"mean"`` (eq. 4, the default) or ``"sum"`` (no ``1/N``).
         weight, ignore_index, label_smoothing, z_loss, softcap: the loss
-            options (DESIGN.md, "Loss options"; torch's conventions).
+            options (README, "Loss options"; torch's conventions).
         stable: subtract each row's max first (eq. 14); ``False`` is the source
             post's literal formula, which overflows past about 709 (float64).
 

@@ -278,7 +278,7 @@ def softmax_loss(
         y: (N,) integer labels in ``[0, C)``, or (N, C) soft targets.
         reduction: ``"mean"`` (eq. 4, the default) or ``"sum"`` (no ``1/N``).
         weight, ignore_index, label_smoothing, z_loss, softcap: the loss
-            options (DESIGN.md, "Loss options"; torch's conventions).
+            options (README, "Loss options"; torch's conventions).
         stable: subtract each row's max first (eq. 14); ``False`` is the source
             post's literal formula, which overflows past about 709 (float64).
 
@@ -527,7 +527,7 @@ def linear_cross_entropy(
         y: (N,) integer labels in ``[0, V)`` (or ``ignore_index``).
         bias: (V,) or None.
         reduction, weight, ignore_index, label_smoothing, z_loss, softcap: as
-            ``softmax_loss`` (DESIGN.md, "Loss options").
+            ``softmax_loss`` (README, "Loss options").
         chunk_size: classes per chunk, a positive integer, or None.
 
     Returns:

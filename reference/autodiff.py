@@ -94,7 +94,7 @@ def softmax_loss(
 
     ``y`` holds integer labels (N,) or soft targets (N, C); the options are
     those of ``torch.nn.functional.cross_entropy`` plus ``z_loss`` and
-    ``softcap`` (DESIGN.md, "Loss options").
+    ``softcap`` (README, "Loss options").
 
     >>> import reference
     >>> loss, dS = reference.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])

@@ -6,7 +6,7 @@ carries the max shift. Plain functions of arrays, so callers may ``jax.jit`` or
 ``jax.value_and_grad`` them (the benchmarks and the checker do both).
 
 The loss options are keyword arguments with ``torch.nn.functional.cross_entropy``'s
-conventions (DESIGN.md, "Loss options"); with their defaults each function is
+conventions (README, "Loss options"); with their defaults each function is
 the textbook loss of eq. (4).
 """
 

@@ -1,4 +1,4 @@
-"""The public contract that every implementation shares (DESIGN.md, "Inputs").
+"""The public contract that every implementation shares (README, "Calling a variant": bad input).
 
 Each public function of every manual variant and of ``reference`` is wrapped by
 one of the ``*_entry`` decorators below. The decorator validates the arguments
@@ -160,7 +160,7 @@ def _real_scalar(value: Any, name: str) -> float:
 
 @dataclass(frozen=True)
 class LossOptions:
-    """The loss options of DESIGN.md, "Loss options", validated once (derivation eqs. 17-24).
+    """The loss options of README, "Loss options", validated once (derivation eqs. 17-24).
 
     ``weight`` is None or a (C,) array of the computing dtype; the defaults
     (``LossOptions()``) are the textbook loss of eqs. (4), (15).

@@ -184,3 +184,15 @@ def test_every_erratum_names_a_test_that_exists():
         assert names, f"erratum without a pinning test: {row[:60]}"
         for name in names:
             assert hasattr(test_errata, name), f"{name} is named in errata.md but not in tests/test_errata.py"
+
+
+def test_no_docstring_or_comment_cites_the_design_card_that_users_do_not_have():
+    # issue 23: a user of the package has README and docs/, never the project's design card
+    cited = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in ("manual", "reference", "softmax_grad", "benchmarks", "tests")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "DESIGN" + ".md" in line
+    ]
+    assert not cited, f"cite README or docs/ instead: {cited}"

@@ -1,6 +1,6 @@
 """Bad input gets a clear error from every implementation; good input is never written to.
 
-One parametrized battery (DESIGN.md, "Inputs") runs against every manual variant,
+One parametrized battery (README, "Calling a variant") runs against every manual variant,
 the autodiff oracle and the finite-difference oracle: each case must raise a
 ``ValueError`` or ``TypeError`` whose message names the argument, never an
 ``IndexError``, a ``KeyError``, a silent wrap-around or a NaN result.
@@ -124,7 +124,7 @@ BAD_INPUTS = [
     ("two-layer y negative", "two_layer_loss", (P, X, [0, 1, -4]), {}, ValueError, r"y\[2\] = -4"),
     ("two-layer reg negative", "two_layer_loss", (P, X, Y), {"reg": -1}, ValueError, r"reg must be finite and >= 0"),
     ("two-layer reg NaN", "two_layer_loss", (P, X, Y), {"reg": np.nan}, ValueError, r"reg must be finite.*nan"),
-    # loss options (DESIGN.md, "Loss options")
+    # loss options (README, "Loss options")
     ("weight too short", "softmax_loss", (S, Y), {"weight": np.ones(3)}, ValueError, r"weight has 3 entries.*C = 4"),
     ("weight too long", "softmax_loss", (S, Y), {"weight": np.ones(5)}, ValueError, r"weight has 5 entries.*C = 4"),
     ("weight 2-D", "softmax_loss", (S, Y), {"weight": np.ones((1, 4))}, ValueError, r"weight must be 1-D.*\(1, 4\)"),

@@ -1,7 +1,7 @@
 """PyTorch's ``F.cross_entropy`` as a third, independent reference for the conventions it shares.
 
 The suite claims torch's conventions for class weights, ignore_index, label
-smoothing, soft targets and both reductions (derivation section 7, DESIGN.md
+smoothing, soft targets and both reductions (derivation section 7, README
 "Loss options"). Both oracles could share a misreading of them; torch cannot.
 Every option case without z-loss or soft-capping (torch has neither) is run
 through torch's autograd and compared with every variant and both oracles.

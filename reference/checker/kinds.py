@@ -77,7 +77,7 @@ KIND_SPECS: dict[str, Kind] = {
     ),
 }
 
-# The last layer of a language model (DESIGN.md, "Linear cross-entropy"): logits X W + b, every option.
+# The last layer of a language model (README, "Linear cross-entropy at vocabulary scale"): logits X W + b, every option.
 KIND_SPECS["linear_ce"] = Kind(
     "linear_ce",
     "f(X, W, y[, bias]) -> (loss, grads), grads with keys X, W (and b with a bias)",
