@@ -297,22 +297,12 @@ def test_float64_numpy_weight_beside_float64_device_inputs_in_linear_cross_entro
 
 # A weighted mean (eq. 20) does not change when every class weight is scaled, so a uniform float64 weight of
 # 1e-50 beside float32 scores must give the unweighted result, not 0/0 = NaN (softmax_loss) or a false
-# overflow error (linear_cross_entropy) after the weight rounds to 0 in float32. compiled divides the weights
-# by their largest in float64 first; the NumPy variants receive the weight already cast by the contract.
-NOT_YET = {"per_element", "per_row", "vectorized", "tuned"}
+# overflow error (linear_cross_entropy) after the weight rounds to 0 in float32. Every variant scales the
+# weights by a power of 2 in float64 first (the contract's LossOptions.astype; compiled's _weight_share).
 
 
 def _variant_params(function: str) -> list:
-    return [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                name in NOT_YET, strict=True, reason="the weight is cast to float32 before this variant sees it"
-            ),
-        )
-        for name, module in manual.VARIANTS.items()
-        if hasattr(module, function)
-    ]
+    return [name for name, module in manual.VARIANTS.items() if hasattr(module, function)]
 
 
 @pytest.mark.parametrize("variant", _variant_params("softmax_loss"))
