@@ -193,8 +193,10 @@ class LossOptions:
         no longer rounds to 0, which made the mean 0/0. The scale is a power of
         2, so ordinary weights give the same results to the bit.
 
-        >>> LossOptions(weight=np.array([1e-50, 3e-50])).astype(np.float32, mean_of_labels=True).weight
-        array([0.33333334, 1.        ], dtype=float32)
+        >>> LossOptions(weight=np.array([1.0, 3.0])).astype(np.float32, mean_of_labels=True).weight
+        array([0.25, 0.75], dtype=float32)
+        >>> LossOptions(weight=np.array([1e-50, 3e-50])).astype(np.float32, mean_of_labels=True).weight.min() > 0
+        np.True_
         """
         if self.weight is None:
             return self
