@@ -354,7 +354,6 @@ def softmax_loss(
     """
     options = {"ignore_index": ignore_index, "label_smoothing": label_smoothing, "z_loss": z_loss, "softcap": softcap}
     if not is_device_call(scores, y, weight):
-        weight = _weight_share(weight, reduction, y)
         return _softmax_loss_on_host(scores, y, reduction=reduction, stable=stable, weight=weight, **options)
     return _softmax_loss_on_device(scores, y, reduction, stable, weight=weight, **options)
 
@@ -364,32 +363,13 @@ def _dtype(a: Any) -> np.dtype:
     return np.dtype(a.dtype) if hasattr(a, "dtype") else np.asarray(a).dtype
 
 
-def _weight_share(weight: Any, reduction: str, y: Any) -> Any:
-    """NumPy class weights for a ``"mean"`` over integer labels, scaled in float64 so that the largest is in [0.5, 1).
-
-    Eq. (20)'s mean divides by the kept rows' summed weight, so it does not
-    change when every weight is scaled: scaling first keeps a tiny uniform
-    weight (1e-50 beside float32 scores) from rounding to 0 in the computing
-    dtype, which would make the mean 0/0. The scale is a power of 2, so the
-    scaling is exact and ordinary weights give the same bits as unscaled ones.
-    Weights the contract will refuse (not real numbers, not 1-D, negative,
-    non-finite, all 0) are passed on as they are, for its error message; so are
-    the sum (not scale-invariant) and soft targets (their mean divides by N).
-    """
-    if weight is None or reduction != "mean" or _dtype(y).kind not in "iu":
-        return weight
-    w = np.asarray(weight)
-    if w.dtype.kind not in "iuf" or w.ndim != 1 or w.size == 0:
-        return weight
-    w = w.astype(np.float64)
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.max(w) > 0:
-        return weight
-    return np.ldexp(w, -np.frexp(np.max(w))[1])
-
-
-@functools.partial(jax.jit, static_argnames=("normalise", "dtype"))
 def _device_weight_share(weight: jax.Array, normalise: bool, dtype: Any) -> tuple[jax.Array, jax.Array]:
-    """``_weight_share`` on device, in the weight's own dtype: the weights in ``dtype`` and whether they are valid."""
+    """The class weights in ``dtype`` and whether they are valid, read in the weight's own dtype.
+
+    For a mean (``normalise``) they are first scaled by a power of 2 so that the
+    largest lies in [0.5, 1), as ``LossOptions.astype`` does on the host: eq. (20)'s
+    mean does not change, and a tiny uniform weight no longer rounds to 0.
+    """
     valid = jnp.all(jnp.isfinite(weight)) & jnp.all(weight >= 0)
     top = jnp.max(weight)
     if normalise:  # a power-of-2 scale: exact
@@ -398,7 +378,7 @@ def _device_weight_share(weight: jax.Array, normalise: bool, dtype: Any) -> tupl
 
 
 def _class_weight_on_device(weight: jax.Array | None, normalise: bool, dtype: np.dtype) -> tuple[Any, Any]:
-    """The class weights cast to ``dtype`` (their share for a mean, ``_weight_share``) and a device flag."""
+    """The class weights cast to ``dtype`` (scaled for a mean, ``_device_weight_share``) and a device flag."""
     if weight is None:
         return None, True
     wide = weight.dtype.itemsize == 8  # a float64 weight is read in 64-bit mode, not truncated on the way in
@@ -789,7 +769,7 @@ def linear_cross_entropy(
             y,
             bias=bias,
             reduction=reduction,
-            weight=_weight_share(weight, reduction, y),
+            weight=weight,
             ignore_index=ignore_index,
             label_smoothing=label_smoothing,
             z_loss=z_loss,

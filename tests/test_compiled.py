@@ -298,7 +298,7 @@ def test_float64_numpy_weight_beside_float64_device_inputs_in_linear_cross_entro
 # A weighted mean (eq. 20) does not change when every class weight is scaled, so a uniform float64 weight of
 # 1e-50 beside float32 scores must give the unweighted result, not 0/0 = NaN (softmax_loss) or a false
 # overflow error (linear_cross_entropy) after the weight rounds to 0 in float32. Every variant scales the
-# weights by a power of 2 in float64 first (the contract's LossOptions.astype; compiled's _weight_share).
+# weights by a power of 2 in float64 first (LossOptions.astype; on device, compiled's _device_weight_share).
 
 
 def _variant_params(function: str) -> list:
