@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 REDUCTIONS = ("mean", "sum")
+LOSS_REDUCTIONS = ("mean", "sum", "none")  # softmax_loss and linear_cross_entropy also return per-row losses
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 
 
@@ -35,8 +36,12 @@ def _as_array(value: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} could not be read as an array: {exc}") from None
 
 
-def check_array(value: Any, name: str, axes: tuple[str, ...]) -> np.ndarray:
-    """Return ``value`` as a finite, non-empty real array whose axes are ``axes``."""
+def check_array(value: Any, name: str, axes: tuple[str, ...], *, masked: bool = False) -> np.ndarray:
+    """Return ``value`` as a finite, non-empty real array whose axes are ``axes``.
+
+    With ``masked=True``, ``-inf`` is allowed too: a masked class (README, "Masked classes"); ``+inf`` and NaN
+    stay errors.
+    """
     arr = _as_array(value, name)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
@@ -56,11 +61,69 @@ def check_array(value: Any, name: str, axes: tuple[str, ...]) -> np.ndarray:
             index = tuple(int(i) for i in np.argwhere(lost)[0])
             raise ValueError(f"{name} holds {arr[index]!s} at index {index}, beyond float64's range (about 1.8e308)")
     if arr.dtype.kind == "f" and not _surely_finite(arr):
-        bad = ~np.isfinite(arr)
+        bad = (np.isnan(arr) | np.isposinf(arr)) if masked else ~np.isfinite(arr)
         if bad.any():
             index = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"{name} holds {arr[index]} at index {index}; values must be finite")
+            allowed = "finite or -inf (a masked class)" if masked else "finite"
+            raise ValueError(f"{name} holds {arr[index]} at index {index}; values must be {allowed}")
     return arr
+
+
+def masked_classes(arr: np.ndarray, name: str) -> np.ndarray | None:
+    """The ``-inf`` entries of scores (N, C), a row (C,) or a bias (V,) as a boolean array, or None when there are none.
+
+    Every row must keep at least one class: a row with every class masked has no softmax (its normaliser is 0).
+
+    >>> masked_classes(np.array([[0.0, -np.inf], [1.0, 2.0]]), "scores").tolist()
+    [[False, True], [False, False]]
+    >>> masked_classes(np.array([[1.0, 2.0]]), "scores") is None
+    True
+    """
+    if arr.dtype.kind != "f" or _surely_finite(arr):
+        return None
+    mask = np.isneginf(arr)
+    if not mask.any():
+        return None
+    every = mask.all(axis=-1)
+    if every.any():
+        where = f"row {int(np.argmax(every))} of {name}" if arr.ndim == 2 else name
+        raise ValueError(f"{where} is -inf at every class: with every class masked the softmax is undefined")
+    return mask
+
+
+def check_masked_targets(mask: np.ndarray | None, targets: np.ndarray, options: LossOptions, name: str) -> None:
+    """Reject what would put loss on a masked class: a label there, soft-target mass there, label smoothing.
+
+    ``mask`` is (N, C) for scores or (V,) for a bias (every row masked alike); ``name`` names its array.
+    A label on a masked class would make the loss +inf; smoothing puts ``e/C`` on every class, masked ones too.
+    """
+    if mask is None:
+        return
+    if options.label_smoothing > 0:
+        index = tuple(int(i) for i in np.argwhere(mask)[0])
+        raise ValueError(
+            f"label_smoothing={options.label_smoothing} puts e/C on every class, but {name}{list(index)} = -inf "
+            "masks a class: the smoothed loss would be +inf; smooth over the classes that exist, or pass 0"
+        )
+    if targets.ndim == 2:
+        on_masked = (targets > 0) & mask
+        if on_masked.any():
+            i, j = (int(k) for k in np.argwhere(on_masked)[0])
+            raise ValueError(
+                f"y[{i}, {j}] = {targets[i, j]} puts target mass on class {j}, which is masked ({name}[{i}, {j}] = "
+                "-inf): the loss would be +inf"
+            )
+        return
+    kept = targets != options.ignore_index if options.ignore_index is not None else np.ones(targets.shape, bool)
+    labels = np.where(kept, targets, 0)
+    on_masked = kept & (mask[labels] if mask.ndim == 1 else mask[np.arange(labels.shape[0]), labels])
+    if on_masked.any():
+        i = int(np.argmax(on_masked))
+        where = f"{name}[{targets[i]}]" if mask.ndim == 1 else f"{name}[{i}, {targets[i]}]"
+        raise ValueError(
+            f"y[{i}] = {targets[i]} is a masked class ({where} = -inf): a label must be a class that exists, "
+            "and its loss would be +inf"
+        )
 
 
 def _surely_finite(arr: np.ndarray) -> bool:
@@ -127,10 +190,48 @@ def check_targets(y: Any, n: int, c: int, ignore_index: int | None = None) -> np
     return targets
 
 
-def check_reduction(value: Any) -> str:
-    if not isinstance(value, str) or value not in REDUCTIONS:
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {value!r}")
+def check_reduction(value: Any, allowed: tuple[str, ...] = REDUCTIONS) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        choices = ", ".join(repr(r) for r in allowed[:-1]) + f" or {allowed[-1]!r}"
+        raise ValueError(f"reduction must be {choices}, got {value!r}")
     return value
+
+
+def check_grad_output(value: Any, reduction: str, n: int, dtype: np.dtype) -> float | np.ndarray:
+    """The loss's cotangent: a float for "mean" and "sum" (default 1), an (N,) array of ``dtype`` for "none" (ones).
+
+    The gradient returned is the vector-Jacobian product ``grad_output^T dL/dinputs`` (derivation eq. 54):
+    ``grad_output`` scales each row's factor of eq. (24) and nothing else.
+
+    >>> check_grad_output(None, "mean", 3, np.dtype(np.float32)), check_grad_output(2, "sum", 3, np.dtype(np.float32))
+    (1.0, 2.0)
+    >>> check_grad_output([1, 0, -2], "none", 3, np.dtype(np.float32))
+    array([ 1.,  0., -2.], dtype=float32)
+    """
+    if value is None:
+        return np.ones(n, dtype) if reduction == "none" else 1.0
+    arr = _as_array(value, "grad_output")
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"grad_output must hold real numbers, got dtype {arr.dtype}")
+    if reduction == "none" and arr.shape != (n,):
+        raise ValueError(
+            f"grad_output must have shape (N,) = ({n},) for reduction='none', one cotangent per row's loss; "
+            f"got shape {arr.shape}"
+        )
+    if reduction != "none" and arr.ndim != 0:
+        raise ValueError(
+            f"grad_output must be a scalar for reduction={reduction!r}, whose loss is a scalar; got shape "
+            f"{arr.shape} (per-row cotangents need reduction='none')"
+        )
+    with np.errstate(over="ignore"):
+        cast = arr.astype(dtype)
+    bad = ~np.isfinite(cast)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        what = f"grad_output[{index[0]}]" if index else "grad_output"
+        limit = f" ({dtype.name}, the computing dtype, ends near {float(np.finfo(dtype).max):.3g})"
+        raise ValueError(f"{what} = {arr[index]} must be finite{limit if np.isfinite(arr[index]) else ''}")
+    return cast if reduction == "none" else float(cast)
 
 
 def check_reg(value: Any) -> float:
@@ -305,9 +406,9 @@ def check_finite_result(loss: Any, gradient: np.ndarray, what: str) -> None:
     rows = (
         gradient.T if gradient.ndim == 2 and gradient.flags.f_contiguous else gradient.reshape(-1, gradient.shape[-1])
     )
-    if not (np.isfinite(loss) and _surely_finite(rows)):
+    if not (np.all(np.isfinite(loss)) and _surely_finite(rows)):
         raise ValueError(
-            f"the inputs are finite but {what} overflows in floating point (the loss came out {float(loss)}); "
+            f"the inputs are finite but {what} overflows in floating point (the loss came out {loss}); "
             "rescale the inputs"
         )
 
@@ -318,7 +419,8 @@ def softmax_entry(impl: Callable[[np.ndarray], Any]) -> Callable[..., np.ndarray
 
     @functools.wraps(impl)
     def softmax(scores: Any) -> np.ndarray:
-        S = check_array(scores, "scores", ("N", "C"))
+        S = check_array(scores, "scores", ("N", "C"), masked=True)
+        masked_classes(S, "scores")
         dtype = float_dtype(S)
         return fresh(impl(S.astype(dtype, copy=False)), dtype, scores, S)
 
@@ -330,19 +432,23 @@ def jacobian_entry(impl: Callable[[np.ndarray], Any]) -> Callable[..., np.ndarra
 
     @functools.wraps(impl)
     def softmax_jacobian(x: Any) -> np.ndarray:
-        row = check_array(x, "x", ("C",))
+        row = check_array(x, "x", ("C",), masked=True)
+        masked_classes(row, "x")
         dtype = float_dtype(row)
         return fresh(impl(row.astype(dtype, copy=False)), dtype, x, row)
 
     return softmax_jacobian
 
 
-def softmax_loss_entry(impl: Callable[..., tuple[Any, Any]]) -> Callable[..., tuple[float, np.ndarray]]:
-    """Wrap ``impl(S, y, reduction=..., options=LossOptions, **extra)`` as the public ``softmax_loss``.
+def softmax_loss_entry(impl: Callable[..., tuple[Any, Any]]) -> Callable[..., tuple[Any, np.ndarray]]:
+    """Wrap ``impl(S, y, reduction=..., options=LossOptions, grad_output=..., **extra)`` as the public ``softmax_loss``.
 
     ``y`` reaches ``impl`` as ``intp`` labels (N,) or as soft targets (N, C) of
     the computing dtype, which the scores set (options and soft targets are cast
-    to it). ``extra`` is ``stable`` for the manual variants.
+    to it); ``grad_output`` as ``check_grad_output`` returns it. Scores may hold
+    ``-inf`` (masked classes), checked against the targets here. ``extra`` is
+    ``stable`` for the manual variants. The loss comes back a float, or for
+    ``reduction="none"`` an (N,) array of the computing dtype.
     """
 
     @functools.wraps(impl, assigned=("__module__", "__name__", "__qualname__", "__doc__"), updated=())
@@ -351,15 +457,16 @@ def softmax_loss_entry(impl: Callable[..., tuple[Any, Any]]) -> Callable[..., tu
         y: Any,
         *,
         reduction: str = "mean",
+        grad_output: Any = None,
         weight: Any = None,
         ignore_index: int | None = None,
         label_smoothing: float = 0.0,
         z_loss: float = 0.0,
         softcap: float | None = None,
         **extra: Any,
-    ) -> tuple[float, np.ndarray]:
-        S = check_array(scores, "scores", ("N", "C"))
-        reduction = check_reduction(reduction)
+    ) -> tuple[Any, np.ndarray]:
+        S = check_array(scores, "scores", ("N", "C"), masked=True)
+        reduction = check_reduction(reduction, LOSS_REDUCTIONS)
         options = check_options(
             S.shape[1],
             weight=weight,
@@ -369,9 +476,11 @@ def softmax_loss_entry(impl: Callable[..., tuple[Any, Any]]) -> Callable[..., tu
             softcap=softcap,
         )
         targets = check_targets(y, *S.shape, options.ignore_index)
+        check_masked_targets(masked_classes(S, "scores"), targets, options, "scores")
         if "stable" in extra:
             extra["stable"] = check_flag(extra["stable"], "stable")
         dtype = float_dtype(S)
+        cotangent = check_grad_output(grad_output, reduction, S.shape[0], dtype)
         if targets.ndim == 2:
             targets = targets.astype(dtype, copy=False)
         loss, dS = impl(
@@ -379,12 +488,19 @@ def softmax_loss_entry(impl: Callable[..., tuple[Any, Any]]) -> Callable[..., tu
             targets,
             reduction=reduction,
             options=options.astype(dtype, mean_of_labels=reduction == "mean" and targets.ndim == 1),
+            grad_output=cotangent,
             **extra,
         )
-        return float(loss), fresh(dS, dtype, scores, S, y, weight)
+        originals = (scores, S, y, weight, grad_output)
+        return loss_result(loss, reduction, dtype, originals), fresh(dS, dtype, *originals)
 
     del softmax_loss.__wrapped__  # show the public signature, not the implementation's
     return softmax_loss
+
+
+def loss_result(loss: Any, reduction: str, dtype: np.dtype, originals: tuple[Any, ...]) -> Any:
+    """The loss as the interface returns it: a float, or for "none" a fresh (N,) array of the computing dtype."""
+    return fresh(loss, dtype, *originals) if reduction == "none" else float(loss)
 
 
 def linear_loss_entry(impl: Callable[..., tuple[Any, Any]]) -> Callable[..., tuple[float, np.ndarray]]:
@@ -475,12 +591,15 @@ def kept_label_weight(labels: np.ndarray, options: LossOptions) -> float:
 
 
 def linear_cross_entropy_entry(impl: Callable[..., tuple[Any, Mapping[str, Any]]]) -> Callable[..., tuple[float, dict]]:
-    """Wrap ``impl(X, W, y, bias=..., reduction=..., options=LossOptions, chunk_size=...)`` as ``linear_cross_entropy``.
+    """Wrap ``impl(X, W, y, bias=..., reduction=..., options=..., grad_output=..., chunk_size=...)``.
 
-    ``X`` (N, D), ``W`` (D, V) and ``bias`` (V,) or None reach ``impl`` in the
-    computing dtype, ``y`` as ``intp`` labels (integer labels only), the options
-    validated for ``C = V`` classes, ``chunk_size`` a positive int or None. The
-    result is ``(float, {"X": dX, "W": dW[, "b": db]})`` of fresh NumPy arrays.
+    The public ``linear_cross_entropy``: ``X`` (N, D), ``W`` (D, V) and
+    ``bias`` (V,) or None reach ``impl`` in the computing dtype, ``y`` as
+    ``intp`` labels (integer labels only), the options validated for ``C = V``
+    classes, ``grad_output`` as ``check_grad_output`` returns it, ``chunk_size``
+    a positive int or None. A ``bias`` entry of ``-inf`` masks its class for
+    every row. The result is ``(loss, {"X": dX, "W": dW[, "b": db]})`` of fresh
+    NumPy arrays, the loss a float or, for "none", an (N,) array.
     """
 
     @functools.wraps(impl, assigned=("__module__", "__name__", "__qualname__", "__doc__"), updated=())
@@ -491,18 +610,19 @@ def linear_cross_entropy_entry(impl: Callable[..., tuple[Any, Mapping[str, Any]]
         *,
         bias: Any = None,
         reduction: str = "mean",
+        grad_output: Any = None,
         weight: Any = None,
         ignore_index: int | None = None,
         label_smoothing: float = 0.0,
         z_loss: float = 0.0,
         softcap: float | None = None,
         chunk_size: int | None = None,
-    ) -> tuple[float, dict[str, np.ndarray]]:
+    ) -> tuple[Any, dict[str, np.ndarray]]:
         X_ = check_array(X, "X", ("N", "D"))
         W_ = check_array(W, "W", ("D", "V"))
-        b_ = None if bias is None else check_array(bias, "bias", ("V",))
+        b_ = None if bias is None else check_array(bias, "bias", ("V",), masked=True)
         check_linear_layout(X_.shape, W_.shape, None if b_ is None else b_.shape)
-        reduction = check_reduction(reduction)
+        reduction = check_reduction(reduction, LOSS_REDUCTIONS)
         options = check_options(
             W_.shape[1],
             weight=weight,
@@ -512,8 +632,11 @@ def linear_cross_entropy_entry(impl: Callable[..., tuple[Any, Mapping[str, Any]]
             softcap=softcap,
         )
         labels = check_labels(y, X_.shape[0], W_.shape[1], options.ignore_index)
+        if b_ is not None:
+            check_masked_targets(masked_classes(b_, "bias"), labels, options, "bias")
         chunk_size = check_chunk_size(chunk_size)
         dtype = float_dtype(X_, W_, *(() if b_ is None else (b_,)))
+        cotangent = check_grad_output(grad_output, reduction, X_.shape[0], dtype)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as an error
             loss, grads = impl(
                 X_.astype(dtype, copy=False),
@@ -522,14 +645,16 @@ def linear_cross_entropy_entry(impl: Callable[..., tuple[Any, Mapping[str, Any]]
                 bias=None if b_ is None else b_.astype(dtype, copy=False),
                 reduction=reduction,
                 options=options.astype(dtype, mean_of_labels=reduction == "mean"),
+                grad_output=cotangent,
                 chunk_size=chunk_size,
             )
         keys = ("X", "W") if b_ is None else ("X", "W", "b")
         undefined = reduction == "mean" and kept_label_weight(labels, options) == 0  # eq. (20): NaN by definition
         for key in keys:
             check_finite_result(0.0 if undefined else loss, np.asarray(grads[key]), "the logits X W + b")
-        originals = (X, W, y, bias, weight, X_, W_, b_)
-        return float(loss), {key: fresh(grads[key], dtype, *originals) for key in keys}
+        originals = (X, W, y, bias, weight, grad_output, X_, W_, b_)
+        grads = {key: fresh(grads[key], dtype, *originals) for key in keys}
+        return loss_result(loss, reduction, dtype, originals), grads
 
     del linear_cross_entropy.__wrapped__  # show the public signature, not the implementation's
     return linear_cross_entropy
