@@ -17,21 +17,35 @@ from softmax_grad.contract import LossOptions
 
 
 class RowScales(NamedTuple):
-    """Eq. (20)-(21): ``dZ_i = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24)."""
+    """Eq. (20)-(21): ``dZ_i = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24), and its VJP (eq. 54).
 
-    ce: np.ndarray  # r_i, (N,): k_i / Dn for "mean", k_i for "sum"; 0 on ignored rows
-    z: np.ndarray  # u_i, (N,): k_i / K for "mean", k_i for "sum"
+    The loss reads ``ce`` and ``z``; the gradient reads ``grad_ce = g_i r_i`` and ``grad_z = g_i u_i``, the
+    same factors times the cotangent ``g`` (eq. 54): ``g`` scales each row's gradient and never the loss.
+    """
+
+    ce: np.ndarray  # r_i, (N,): k_i / Dn for "mean", k_i for "sum" and "none"; 0 on ignored rows
+    z: np.ndarray  # u_i, (N,): k_i / K for "mean", k_i for "sum" and "none"
     labels: np.ndarray | None  # integer labels with ignored rows pointed at class 0 (their r_i is 0); None for soft
     undefined: bool  # "mean" over a zero total weight: the loss is NaN, the gradient zero (eq. 20)
+    grad_ce: np.ndarray  # g_i r_i, (N,): the cross-entropy factor of the gradient (eq. 54)
+    grad_z: np.ndarray  # g_i u_i, (N,): the z-loss factor of the gradient (eq. 54)
 
 
-def row_scales(y: np.ndarray, options: LossOptions, reduction: str, dtype: np.dtype) -> RowScales:
-    """``r``, ``u`` of eq. (24) for labels (N,) or soft targets (N, C), in ``dtype``.
+def row_scales(
+    y: np.ndarray, options: LossOptions, reduction: str, dtype: np.dtype, grad_output: float | np.ndarray = 1.0
+) -> RowScales:
+    """``r``, ``u`` of eq. (24) for labels (N,) or soft targets (N, C), in ``dtype``, and ``g r``, ``g u`` (eq. 54).
+
+    ``grad_output`` is the loss's cotangent: a float for "mean" and "sum", an (N,) array for "none" (eq. 55's
+    per-row losses take the "sum" factors: nothing is divided). Multiplied in always, whatever its value.
 
     >>> from softmax_grad.contract import LossOptions
     >>> scales = row_scales(np.array([2, -100, 0]), LossOptions(ignore_index=-100), "mean", np.float64)
     >>> scales.ce.tolist(), scales.labels.tolist()
     ([0.5, 0.0, 0.5], [2, 0, 0])
+    >>> row_scales(np.array([2, -100, 0]), LossOptions(ignore_index=-100), "none", np.float64,
+    ...            np.array([3.0, 5.0, -1.0])).grad_ce.tolist()
+    [3.0, 0.0, -1.0]
     """
     N = y.shape[0]
     if y.ndim == 2:  # soft targets: every row kept, "mean" divides by N (eq. 20)
@@ -44,11 +58,47 @@ def row_scales(y: np.ndarray, options: LossOptions, reduction: str, dtype: np.dt
         w_y = kept if options.weight is None else kept * options.weight[labels]
         total = float(np.sum(w_y, dtype=np.float64))  # eq. (20): Dn = sum of the kept rows' label weights
     count = float(kept.sum())
-    if reduction == "sum":
-        return RowScales(kept.astype(dtype), kept.astype(dtype), labels, False)
-    ce = kept / total if total > 0 else np.zeros(N)
-    z = kept / count if count > 0 else np.zeros(N)
-    return RowScales(ce.astype(dtype), z.astype(dtype), labels, total == 0)
+    if reduction == "mean":
+        ce = (kept / total if total > 0 else np.zeros(N)).astype(dtype)
+        z = (kept / count if count > 0 else np.zeros(N)).astype(dtype)
+    else:  # "sum", and "none" whose rows are the sum's terms (eq. 55)
+        ce = z = kept.astype(dtype)
+    return RowScales(ce, z, labels, reduction == "mean" and total == 0, grad_output * ce, grad_output * z)
+
+
+def reduced_loss(row_losses: np.ndarray, reduction: str, undefined: bool) -> float | np.ndarray:
+    """The loss from its rows ``r_i l_i + z u_i lse_i^2`` (eqs. 20, 21): their sum, or for "none" the rows (55).
+
+    The sum is taken in float64 whatever the rows' dtype; "mean" over a zero total weight is NaN (eq. 20).
+
+    >>> reduced_loss(np.array([0.5, 0.25]), "sum", False), reduced_loss(np.array([0.5, 0.25]), "none", False)
+    (0.75, array([0.5 , 0.25]))
+    """
+    if reduction == "none":
+        return row_losses
+    return float("nan") if undefined else float(np.sum(row_losses, dtype=np.float64))
+
+
+def capped(S: np.ndarray, c: float | None) -> np.ndarray:
+    """Eq. (17), ``Z = c tanh(S / c)``, keeping a masked class at ``-inf`` (eq. 56): ``tanh`` would make it ``-c``.
+
+    >>> capped(np.array([0.0, -np.inf, 3.0]), 1.0).round(4).tolist()
+    [0.0, -inf, 0.9951]
+    """
+    if c is None:
+        return S
+    return np.where(S == -np.inf, S, c * np.tanh(S / c))
+
+
+def finite_shift(m: np.ndarray) -> np.ndarray:
+    """A running max (eq. 26) made usable as a shift: 0 where no class has been seen (every one masked so far).
+
+    ``exp(Z - m)`` with ``Z = m = -inf`` is ``exp(NaN)``; with the shift 0 it is ``exp(-inf) = 0`` (eq. 56).
+
+    >>> finite_shift(np.array([-np.inf, 2.0])).tolist()
+    [0.0, 2.0]
+    """
+    return np.where(m == -np.inf, 0, m)
 
 
 # An (N x chunk) block of about 4M logits (16 MiB in float32): small beside the (N x V) logits at

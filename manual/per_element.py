@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from manual._forward import l2_penalty, two_layer_forward
-from manual._options import row_scales
+from manual._options import capped, reduced_loss, row_scales
 from softmax_grad.contract import (
     TEXTBOOK,
     LossOptions,
@@ -55,21 +55,28 @@ def _target_entry(y: np.ndarray, i: int, j: int, label: int | None, w: np.ndarra
 
 
 def _loss_and_dscores(
-    S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions, stable: bool
-) -> tuple[float, np.ndarray]:
-    """Loss and dL/dS entry by entry (eqs. 2, 5, 15; with options, eqs. 17-24).
+    S: np.ndarray,
+    y: np.ndarray,
+    reduction: str,
+    options: LossOptions,
+    stable: bool,
+    grad_output: float | np.ndarray = 1.0,
+) -> tuple[float | np.ndarray, np.ndarray]:
+    """Loss and dL/dS entry by entry (eqs. 2, 5, 15; with options, eqs. 17-24; the VJP, eq. 54).
 
-    Entry ``(i, j)``: ``dZ_ij = r_i (a_i p_ij - q_ij) + 2 z u_i lse_i p_ij`` (eq. 24),
-    which for the textbook loss is eq. (5), ``(p_ij - [j == y_i]) / N``.
+    Entry ``(i, j)``: ``dZ_ij = g_i r_i (a_i p_ij - q_ij) + 2 z g_i u_i lse_i p_ij`` (eqs. 24, 54),
+    which for the textbook loss is eq. (5), ``g_i (p_ij - [j == y_i]) / N``. A masked class
+    (``-inf``) has ``p_ij = 0``, ``q_ij = 0`` and so ``dS_ij = 0`` (eq. 56). The loss is the rows'
+    sum, or for "none" the rows themselves (eq. 55).
     """
     N, C = S.shape
     e, z, c = options.label_smoothing, options.z_loss, options.softcap
     w = np.ones(C, S.dtype) if options.weight is None else options.weight
-    r, u, labels, undefined = row_scales(y, options, reduction, S.dtype)
-    Z = S if c is None else c * np.tanh(S / c)  # eq. (17), elementwise like the forward pass
+    r, u, labels, undefined, gr, gu = row_scales(y, options, reduction, S.dtype, grad_output)
+    Z = capped(S, c)  # eq. (17), elementwise like the forward pass; -inf kept (eq. 56)
     shift = Z.max(axis=1) if stable else np.zeros(N, S.dtype)
     exp_scores = np.exp(Z - shift[:, None])  # eq. (14)
-    loss = 0.0  # a Python float: the sum over rows is accumulated in float64
+    row_losses = np.zeros(N)  # float64: the sum over rows is accumulated in float64
     dS = np.zeros_like(S)
     for i in range(N):
         label = None if labels is None else labels[i]
@@ -82,25 +89,26 @@ def _loss_and_dscores(
         for j in range(C):
             q_ij = _target_entry(y, i, j, label, w, e)
             a += q_ij
-            q_dot_z += q_ij * (Z[i, j] - shift[i])
+            if Z[i, j] > -np.inf:  # eq. (56): a masked class has q_ij = 0, and 0 * -inf is NaN
+                q_dot_z += q_ij * (Z[i, j] - shift[i])
             if j != label:
                 others += exp_scores[i, j]
                 q_others += q_ij
         if options.plain and not stable:
-            loss += float(-np.log(exp_scores[i, label] / total)) / (N if reduction == "mean" else 1)  # eq. (2)
+            row_losses[i] = -np.log(exp_scores[i, label] / total) / (N if reduction == "mean" else 1)  # eq. (2)
         else:
-            loss += float(r[i] * (a * np.log(total) - q_dot_z) + z * u[i] * lse * lse)  # eqs. (19), (21)
+            row_losses[i] = r[i] * (a * np.log(total) - q_dot_z) + z * u[i] * lse * lse  # eqs. (19), (21)
         for j in range(C):
             p_ij = exp_scores[i, j] / total
             q_ij = _target_entry(y, i, j, label, w, e)
             if j == label:  # eq. (31): a p_iy - q_iy = (a - q_iy) p_iy - q_iy (1 - p_iy), 1 - p_iy = others / total
-                dZ_ij = r[i] * q_others * p_ij - r[i] * q_ij * (others / total) + 2 * z * u[i] * lse * p_ij
+                dZ_ij = gr[i] * q_others * p_ij - gr[i] * q_ij * (others / total) + 2 * z * gu[i] * lse * p_ij
             else:
-                dZ_ij = r[i] * (a * p_ij - q_ij) + 2 * z * u[i] * lse * p_ij  # eq. (24)
+                dZ_ij = gr[i] * (a * p_ij - q_ij) + 2 * z * gu[i] * lse * p_ij  # eqs. (24), (54)
             if c is not None:
-                dZ_ij *= 1 - (Z[i, j] / c) ** 2  # eq. (17)'s chain factor, 1 - tanh^2
+                dZ_ij *= 1 - np.tanh(S[i, j] / c) ** 2  # eq. (17)'s chain factor, 1 - tanh^2, 0 at -inf (56)
             dS[i, j] = dZ_ij
-    return (float("nan") if undefined else loss), dS
+    return reduced_loss(row_losses, reduction, undefined), dS
 
 
 def _weight_gradient(A: np.ndarray, dS: np.ndarray, W: np.ndarray, reg: float) -> np.ndarray:
@@ -180,8 +188,9 @@ def softmax_loss(
     *,
     reduction: str = "mean",
     options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
     stable: bool = True,
-) -> tuple[float, np.ndarray]:
+) -> tuple[float | np.ndarray, np.ndarray]:
     """Softmax cross-entropy loss and dL/dscores, each entry by the two-case formula.
 
     Loss eq. (4) from sample losses eq. (2); gradient eq. (5):
@@ -192,7 +201,10 @@ def softmax_loss(
     Args:
         scores: (N, C) real array ``S``.
         y: (N,) integer labels in ``[0, C)``, or (N, C) soft targets.
-        reduction: ``"mean"`` (eq. 4, the default) or ``"sum"`` (no ``1/N``).
+        reduction: ``"mean"`` (eq. 4, the default), ``"sum"`` (no ``1/N``) or
+            ``"none"``: the (N,) per-row losses of eq. (55).
+        grad_output: the loss's cotangent ``g`` (a float, or (N,) for
+            ``"none"``; default ones): the gradient is the VJP of eq. (54).
         weight, ignore_index, label_smoothing, z_loss, softcap: the loss
             options (README, "Loss options"; torch's conventions).
         stable: subtract each row's max first (eq. 14). ``False`` is the source
@@ -200,14 +212,16 @@ def softmax_loss(
             709 (float64) or 88.7 (float32).
 
     Returns:
-        ``(loss, dS)``: a float and an (N, C) array of the scores' dtype.
+        ``(loss, dS)``: a float (for ``"none"`` an (N,) array) and an (N, C)
+        array of the scores' dtype. A score of ``-inf`` is a masked class:
+        ``p = 0`` and ``dS = 0`` there (eq. 56).
 
     >>> from manual import per_element
     >>> loss, dS = per_element.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
     >>> round(loss, 6), dS.tolist()
     (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
     """
-    return _loss_and_dscores(scores, y, reduction, options, stable)
+    return _loss_and_dscores(scores, y, reduction, options, stable, grad_output)
 
 
 @linear_loss_entry
@@ -287,12 +301,17 @@ def two_layer_loss(
     return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
 
-def _logit(X: np.ndarray, W: np.ndarray, bias: np.ndarray | None, i: int, j: int, c: float | None) -> float:
-    """``Z_ij``: ``S_ij = sum_d X_id W_dj + b_j`` (eq. 25) by a loop over d, then the cap of eq. (17)."""
+def _logit(X: np.ndarray, W: np.ndarray, bias: np.ndarray | None, i: int, j: int) -> float:
+    """``S_ij = sum_d X_id W_dj + b_j`` (eq. 25) by a loop over d."""
     S_ij = 0.0 if bias is None else bias[j]
     for d in range(X.shape[1]):
         S_ij += X[i, d] * W[d, j]
-    return S_ij if c is None else c * np.tanh(S_ij / c)
+    return S_ij
+
+
+def _cap(S_ij: float, c: float | None) -> float:
+    """``Z_ij = c tanh(S_ij / c)`` (eq. 17); a masked class stays ``-inf`` (eq. 56), not ``-c``."""
+    return S_ij if c is None or S_ij == -np.inf else c * np.tanh(S_ij / c)
 
 
 @linear_cross_entropy_entry
@@ -304,8 +323,9 @@ def linear_cross_entropy(
     bias: np.ndarray | None = None,
     reduction: str = "mean",
     options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
     chunk_size: int | None = None,
-) -> tuple[float, dict[str, np.ndarray]]:
+) -> tuple[float | np.ndarray, dict[str, np.ndarray]]:
     """Linear cross-entropy (eq. 25), every logit and every gradient entry by loops over i, j, d.
 
     The loop over classes is the online log-sum-exp of eq. (26) with chunks of
@@ -327,22 +347,23 @@ def linear_cross_entropy(
     (N, D), V = X.shape, W.shape[1]
     e, z, c = options.label_smoothing, options.z_loss, options.softcap
     w = np.ones(V, X.dtype) if options.weight is None else options.weight
-    r, u, labels, undefined = row_scales(y, options, reduction, X.dtype)
+    r, u, labels, undefined, gr, gu = row_scales(y, options, reduction, X.dtype, grad_output)
     dX = np.zeros_like(X)
     dW = np.zeros_like(W)
     db = np.zeros(V, X.dtype)
-    loss = 0.0
+    row_losses = np.zeros(N)
     for i in range(N):
         # eq. (26): running max, and running sum of exp(Z_ij - m) over the classes j != y_i (eq. 30)
         m, s_not_y, Z_y = -np.inf, 0.0, 0.0
         for j in range(V):
-            Z_ij = _logit(X, W, bias, i, j, c)
+            Z_ij = _cap(_logit(X, W, bias, i, j), c)
             m_new = max(m, Z_ij)
-            s_not_y = s_not_y * np.exp(m - m_new)  # the old terms rescaled to the new max
+            shift = m_new if m_new > -np.inf else 0.0  # eq. (56): no shift yet while every class so far is masked
+            s_not_y = s_not_y * np.exp(m - shift)  # the old terms rescaled to the new max
             if j == labels[i]:
                 Z_y = Z_ij  # the label's term kept aside
             else:
-                s_not_y += np.exp(Z_ij - m_new)
+                s_not_y += np.exp(Z_ij - shift)
             m = m_new
         sigma = s_not_y + np.exp(Z_y - m)
         lse = m + np.log(sigma)
@@ -353,20 +374,22 @@ def linear_cross_entropy(
             a += q_ij  # eq. (18): a_i = sum_j q_ij
             q_others += 0.0 if j == labels[i] else q_ij
         for j in range(V):
-            Z_ij = _logit(X, W, bias, i, j, c)  # pass 2: the logit again
+            S_ij = _logit(X, W, bias, i, j)  # pass 2: the logit again
+            Z_ij = _cap(S_ij, c)
             q_ij = _target_entry(y, i, j, labels[i], w, e)
             p_ij = np.exp(Z_ij - lse)
-            loss += float(r[i] * q_ij * (lse - Z_ij))  # eq. (19): l_i = sum_j q_ij (lse_i - Z_ij)
+            if Z_ij > -np.inf:  # eq. (56): a masked class carries no target mass, and 0 * inf is NaN
+                row_losses[i] += r[i] * q_ij * (lse - Z_ij)  # eq. (19): l_i = sum_j q_ij (lse_i - Z_ij)
             if j == labels[i]:  # eq. (30): the label entry from the other classes' share
-                dS_ij = r[i] * q_others * p_ij - r[i] * q_ij * not_y + 2 * z * u[i] * lse * p_ij
+                dS_ij = gr[i] * q_others * p_ij - gr[i] * q_ij * not_y + 2 * z * gu[i] * lse * p_ij
             else:
-                dS_ij = r[i] * (a * p_ij - q_ij) + 2 * z * u[i] * lse * p_ij  # eq. (24)
+                dS_ij = gr[i] * (a * p_ij - q_ij) + 2 * z * gu[i] * lse * p_ij  # eqs. (24), (54)
             if c is not None:
-                dS_ij *= 1 - (Z_ij / c) ** 2  # eq. (17)'s chain factor, 1 - tanh^2
+                dS_ij *= 1 - np.tanh(S_ij / c) ** 2  # eq. (17)'s chain factor, 1 - tanh^2, 0 at -inf (56)
             for d in range(D):
                 dX[i, d] += dS_ij * W[d, j]  # eq. (27): dX = sum over chunks of dS^(k) W^(k)T
                 dW[d, j] += X[i, d] * dS_ij  # eq. (27): dW[:, j] = X^T dS[:, j]
             db[j] += dS_ij  # eq. (27): db[j] = 1^T dS[:, j]
-        loss += float(z * u[i] * lse * lse)  # eq. (21)
+        row_losses[i] += z * u[i] * lse * lse  # eq. (21)
     grads = {"X": dX, "W": dW} | ({} if bias is None else {"b": db})
-    return (float("nan") if undefined else loss), grads
+    return reduced_loss(row_losses, reduction, undefined), grads

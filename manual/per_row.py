@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from manual._forward import l2_penalty, two_layer_forward
-from manual._options import row_scales
+from manual._options import capped, reduced_loss, row_scales
 from softmax_grad.contract import (
     TEXTBOOK,
     LossOptions,
@@ -47,29 +47,36 @@ def _target_row(y: np.ndarray, i: int, label: int | None, w: np.ndarray, e: floa
 
 
 def _loss_and_dscores(
-    S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions, stable: bool
-) -> tuple[float, np.ndarray]:
-    """Loss and dL/dS one row at a time (eqs. 2, 5, 15; with options, eqs. 17-24).
+    S: np.ndarray,
+    y: np.ndarray,
+    reduction: str,
+    options: LossOptions,
+    stable: bool,
+    grad_output: float | np.ndarray = 1.0,
+) -> tuple[float | np.ndarray, np.ndarray]:
+    """Loss and dL/dS one row at a time (eqs. 2, 5, 15; with options, eqs. 17-24; the VJP, eq. 54).
 
-    Row ``i``: ``dZ[i] = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24); for
-    the textbook loss that is ``P[i] / N``, then ``1/N`` subtracted at ``y_i``.
+    Row ``i``: ``dZ[i] = g_i r_i (a_i p_i - q_i) + 2 z g_i u_i lse_i p_i`` (eqs. 24, 54); for
+    the textbook loss that is ``g_i P[i] / N``, then ``g_i / N`` subtracted at ``y_i``.
+    The loss is the rows' sum, or for "none" the rows themselves (eq. 55).
     """
     N, C = S.shape
     w = np.ones(C, S.dtype) if options.weight is None else options.weight
-    r, u, labels, undefined = row_scales(y, options, reduction, S.dtype)
+    scales = row_scales(y, options, reduction, S.dtype, grad_output)
+    labels = scales.labels
     dS = np.empty_like(S)
-    loss = 0.0  # a Python float: the sum over rows is accumulated in float64
+    row_losses = np.zeros(N)  # float64: the sum over rows is accumulated in float64
     for i in range(N):
         q = _target_row(y, i, None if labels is None else labels[i], w, options.label_smoothing)  # eq. (18)
         if options.plain and not stable:
-            exp_row = np.exp(S[i])
-            loss += float(-np.log(exp_row[labels[i]] / exp_row.sum())) / (N if reduction == "mean" else 1)  # eq. (2)
-            dS[i] = r[i] * (exp_row / exp_row.sum() - q)
+            exp_row = np.exp(S[i])  # the source post's literal formula; exp(-inf) = 0 keeps a mask (eq. 56)
+            row_losses[i] = -np.log(exp_row[labels[i]] / exp_row.sum()) / (N if reduction == "mean" else 1)  # (2)
+            dS[i] = scales.grad_ce[i] * (exp_row / exp_row.sum() - q)  # eqs. (5), (54)
             continue
         label = None if labels is None else labels[i]
-        row_loss, dS[i] = _row_loss_and_grad(S[i], q, label, r[i], u[i], options, stable)
-        loss += row_loss
-    return (float("nan") if undefined else loss), dS
+        row = (scales.ce[i], scales.z[i], scales.grad_ce[i], scales.grad_z[i])
+        row_losses[i], dS[i] = _row_loss_and_grad(S[i], q, label, *row, options, stable)
+    return reduced_loss(row_losses, reduction, scales.undefined), dS
 
 
 def _row_loss_and_grad(
@@ -78,30 +85,34 @@ def _row_loss_and_grad(
     label: int | None,
     r_i: float,
     u_i: float,
+    gr_i: float,
+    gu_i: float,
     options: LossOptions,
     stable: bool = True,
 ) -> tuple[float, np.ndarray]:
-    """Row ``i``'s share of the loss, ``r_i l_i + z u_i lse_i^2`` (eqs. 19-21), and its ``dS[i]`` (eq. 24).
+    """Row ``i``'s share of the loss, ``r_i l_i + z u_i lse_i^2`` (eqs. 19-21), and its ``dS[i]`` (eqs. 24, 54).
 
-    ``dZ[i] = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i``, then the cap's factor (17); the label's
-    entry (``label`` None for soft targets, which have none) by eq. (30), from the other classes' sum.
+    ``dZ[i] = g_i r_i (a_i p_i - q_i) + 2 z g_i u_i lse_i p_i`` (``gr_i = g_i r_i``, ``gu_i = g_i u_i``),
+    then the cap's factor (17); the label's entry (``label`` None for soft targets, which have none) by
+    eq. (30), from the other classes' sum. A masked class (-inf) gets ``p = 0`` and ``dS = 0`` (eq. 56).
     """
     z, c = options.z_loss, options.softcap
-    Z_i = S_i if c is None else c * np.tanh(S_i / c)  # eq. (17)
+    Z_i = capped(S_i, c)  # eq. (17), -inf kept (eq. 56)
     shift = Z_i.max() if stable else 0.0
     exp_row = np.exp(Z_i - shift)  # eq. (14)
     total = exp_row.sum()
     a = q.sum()
     lse = shift + np.log(total)
-    row_loss = float(r_i * (a * np.log(total) - q @ (Z_i - shift)) + z * u_i * lse * lse)  # eqs. (19), (21)
+    q_dot_z = q @ np.where(Z_i > -np.inf, Z_i - shift, 0)  # eq. (56): q = 0 where masked, and 0 * -inf is NaN
+    row_loss = float(r_i * (a * np.log(total) - q_dot_z) + z * u_i * lse * lse)  # eqs. (19), (21)
     p = exp_row / total
-    dS_i = r_i * (a * p - q) + 2 * z * u_i * lse * p  # eq. (24), its two terms apart (they may cancel)
+    dS_i = gr_i * (a * p - q) + 2 * z * gu_i * lse * p  # eqs. (24), (54), its two terms apart (they may cancel)
     if label is not None:  # eq. (31): a_i p_iy - q_iy = (a_i - q_iy) p_iy - q_iy (1 - p_iy), nothing cancels
         others = np.arange(S_i.shape[0]) != label
         not_y = exp_row[others].sum() / total  # 1 - p_iy
-        dS_i[label] = r_i * q[others].sum() * p[label] - r_i * q[label] * not_y + 2 * z * u_i * lse * p[label]
+        dS_i[label] = gr_i * q[others].sum() * p[label] - gr_i * q[label] * not_y + 2 * z * gu_i * lse * p[label]
     if c is not None:
-        dS_i *= 1 - np.square(Z_i / c)  # eq. (17)'s chain factor, 1 - tanh^2
+        dS_i *= 1 - np.square(np.tanh(S_i / c))  # eq. (17)'s chain factor, 1 - tanh^2, 0 at -inf (eq. 56)
     return row_loss, dS_i
 
 
@@ -154,8 +165,9 @@ def softmax_loss(
     *,
     reduction: str = "mean",
     options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
     stable: bool = True,
-) -> tuple[float, np.ndarray]:
+) -> tuple[float | np.ndarray, np.ndarray]:
     """Softmax cross-entropy loss and dL/dscores, one sample row at a time.
 
     Loss eq. (4) from sample losses eq. (2); gradient eq. (5) as a row:
@@ -166,21 +178,26 @@ def softmax_loss(
     Args:
         scores: (N, C) real array ``S``.
         y: (N,) integer labels in ``[0, C)``, or (N, C) soft targets.
-        reduction: ``"mean"`` (eq. 4, the default) or ``"sum"`` (no ``1/N``).
+        reduction: ``"mean"`` (eq. 4, the default), ``"sum"`` (no ``1/N``) or
+            ``"none"``: the (N,) per-row losses of eq. (55).
+        grad_output: the loss's cotangent ``g`` (a float, or (N,) for
+            ``"none"``; default ones): the gradient is the VJP of eq. (54).
         weight, ignore_index, label_smoothing, z_loss, softcap: the loss
             options (README, "Loss options"; torch's conventions).
         stable: subtract each row's max first (eq. 14); ``False`` is the source
             post's literal formula, which overflows past about 709 (float64).
 
     Returns:
-        ``(loss, dS)``: a float and an (N, C) array of the scores' dtype.
+        ``(loss, dS)``: a float (for ``"none"`` an (N,) array) and an (N, C)
+        array of the scores' dtype. A score of ``-inf`` is a masked class:
+        ``p = 0`` and ``dS = 0`` there (eq. 56).
 
     >>> from manual import per_row
     >>> loss, dS = per_row.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
     >>> round(loss, 6), dS.tolist()
     (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
     """
-    return _loss_and_dscores(scores, y, reduction, options, stable)
+    return _loss_and_dscores(scores, y, reduction, options, stable, grad_output)
 
 
 @linear_loss_entry
@@ -267,8 +284,9 @@ def linear_cross_entropy(
     bias: np.ndarray | None = None,
     reduction: str = "mean",
     options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
     chunk_size: int | None = None,
-) -> tuple[float, dict[str, np.ndarray]]:
+) -> tuple[float | np.ndarray, dict[str, np.ndarray]]:
     """Linear cross-entropy (eq. 25), one Python loop over rows: the row-blocked form of eq. (29), one row a block.
 
     Row ``i`` forms its own logits ``s_i = X[i] W + b`` (V,), its loss and
@@ -286,18 +304,19 @@ def linear_cross_entropy(
     """
     V = W.shape[1]
     w = np.ones(V, X.dtype) if options.weight is None else options.weight
-    r, u, labels, undefined = row_scales(y, options, reduction, X.dtype)
+    scales = row_scales(y, options, reduction, X.dtype, grad_output)
+    labels = scales.labels
     dX = np.empty_like(X)
     dW = np.zeros_like(W)
     db = np.zeros(V, X.dtype)
-    loss = 0.0
+    row_losses = np.zeros(X.shape[0])
     for i in range(X.shape[0]):
         s_i = X[i] @ W if bias is None else X[i] @ W + bias  # eq. (29), a block of one row
         q = _target_row(y, i, labels[i], w, options.label_smoothing)  # eq. (18)
-        row_loss, dS_i = _row_loss_and_grad(s_i, q, labels[i], r[i], u[i], options)
-        loss += row_loss
+        row = (scales.ce[i], scales.z[i], scales.grad_ce[i], scales.grad_z[i])  # r_i, u_i, g_i r_i, g_i u_i (54)
+        row_losses[i], dS_i = _row_loss_and_grad(s_i, q, labels[i], *row, options)
         dX[i] = dS_i @ W.T  # eq. (25): dX = dS W^T, one row
         dW += np.outer(X[i], dS_i)  # eq. (25): dW = X^T dS, one outer product per row
         db += dS_i  # eq. (25): db = 1^T dS, one row at a time
     grads = {"X": dX, "W": dW} | ({} if bias is None else {"b": db})
-    return (float("nan") if undefined else loss), grads
+    return reduced_loss(row_losses, reduction, scales.undefined), grads

@@ -20,7 +20,16 @@ import numpy as np
 
 from manual import vectorized
 from manual._forward import l2_penalty, two_layer_forward
-from manual._options import RowScales, class_chunk_width, label_entry_weights, label_weights, row_scales
+from manual._options import (
+    RowScales,
+    capped,
+    class_chunk_width,
+    finite_shift,
+    label_entry_weights,
+    label_weights,
+    reduced_loss,
+    row_scales,
+)
 from softmax_grad import contract
 from softmax_grad.contract import (
     TEXTBOOK,
@@ -79,30 +88,46 @@ def _buffer_size(size: int) -> Iterator[None]:
         np.setbufsize(previous)
 
 
-def _shift_is_free(sums: np.ndarray, scale: float, dtype: np.dtype) -> bool:
+def _shift_is_free(sums: np.ndarray, scale: float | np.ndarray, dtype: np.dtype) -> bool:
     """True when the row sums of ``exp(S)``, taken with a shift of 0, are as good as the max-shifted ones.
 
     Eq. (14) allows any shift; a shift of 0 saves the max and the subtraction,
     two of the five whole passes of the plain loss (derivation, section 3).
     With ``sums_i >= 1`` the row max is ``>= 0``, so every entry that is a
     normal number after the max shift is one before it too; with
-    ``sums_i <= scale / smallest normal`` nothing overflowed and the
-    factor ``scale / sums_i`` of every row is itself a normal number, so the
-    scaled row keeps all its digits (a subnormal factor lost 2.4e-3 of the
-    float32 gradient at N = 100000, issue 15). NaN and inf fail both tests.
+    ``sums_i <= 1 / smallest normal`` nothing overflowed and the loss's
+    ``log`` keeps its digits; with ``sums_i <= |scale_i| / smallest normal``
+    the factor ``scale_i / sums_i`` of every row is itself a normal number, so
+    the scaled row keeps all its digits (a subnormal factor lost 2.4e-3 of the
+    float32 gradient at N = 100000, issue 15). ``scale`` is the cotangent over
+    the reduction's divisor (eq. 54): any sign, and where it is 0 the factor is
+    exactly 0 at any sum. A masked class (``-inf``) adds ``exp(-inf) = 0`` to
+    its row's sum with or without a shift (eq. 56). NaN and inf fail the test.
     """
-    return bool(sums.min() >= 1 and sums.max() <= scale / _SMALLEST_NORMAL[dtype])
+    return bool(_shift_free_rows(sums, scale, dtype).all())
 
 
-def _rows_needing_the_shift(sums: np.ndarray, scale: float, dtype: np.dtype) -> np.ndarray:
+def _shift_free_rows(sums: np.ndarray, scale: float | np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Row by row, ``_shift_is_free``'s test: a boolean (N,) array (NaN fails it)."""
+    tiny = _SMALLEST_NORMAL[dtype]
+    magnitude = np.abs(scale)
+    return (sums >= 1) & (sums <= 1 / tiny) & ((sums <= magnitude / tiny) | (magnitude == 0))
+
+
+def _rows_needing_the_shift(sums: np.ndarray, scale: float | np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Indices of the rows that fail ``_shift_is_free``'s test, row by row (NaN fails it too)."""
-    return np.flatnonzero(~((sums >= 1) & (sums <= scale / _SMALLEST_NORMAL[dtype])))
+    return np.flatnonzero(~_shift_free_rows(sums, scale, dtype))
+
+
+def _of_rows(scale: float | np.ndarray, rows: slice | np.ndarray) -> float | np.ndarray:
+    """The rows' share of ``scale``: a float is every row's, an (N,) array is indexed."""
+    return scale if np.ndim(scale) == 0 else scale[rows]
 
 
 def _normalized_rows(
-    S: np.ndarray, y: np.ndarray, scale: float, shift: np.ndarray | None, out: np.ndarray
+    S: np.ndarray, y: np.ndarray, scale: float | np.ndarray, shift: np.ndarray | None, out: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``out = scale exp(S - shift) / sums`` row by row (eqs. 6, 14; no label term yet).
+    """``out = scale exp(S - shift) / sums`` row by row (eqs. 6, 14, 54; no label term yet).
 
     Returns ``sums``, ``exp(S_iy - shift_i)`` and the other classes' sum
     ``sigma^{not y}`` of eq. (30); ``shift`` None is the shift 0.
@@ -124,17 +149,20 @@ def _normalized_rows(
     return sums, exp_y, others
 
 
-def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) -> tuple[float, np.ndarray]:
-    """Sum of L_i times ``scale``, and ``dS = scale (P - Y)`` (eqs. 6, 14, 15), block by block of rows.
+def _loss_and_dscores(
+    S: np.ndarray, y: np.ndarray, scale: float | np.ndarray, stable: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sample losses ``L_i`` (N,), and ``dS = scale (P - Y)`` (eqs. 6, 14, 15, 54), block by block of rows.
 
-    ``dS`` is the only (N, C) allocation: each block of rows is exponentiated
-    with the shift 0, summed and scaled in place while it sits in cache
-    (``_normalized_rows``). Rows where that shift is not provably as good as
-    the max (``_shift_is_free``) are done again with the max shift; with the
-    default ``stable=True`` that is the rare case. Then, on (N,) vectors,
-    the sample losses and the label entries: ``scale`` is subtracted at
-    ``[i, y_i]``, so ``P`` and the one-hot ``Y`` are never materialized. The
-    sample losses are summed in float64 whatever the scores' dtype.
+    ``scale`` is the cotangent over the reduction's divisor, a float or one per
+    row (eq. 54); it scales ``dS`` and never the losses. ``dS`` is the only (N, C)
+    allocation: each block of rows is exponentiated with the shift 0, summed and
+    scaled in place while it sits in cache (``_normalized_rows``). Rows where that
+    shift is not provably as good as the max (``_shift_is_free``) are done again
+    with the max shift; with the default ``stable=True`` that is the rare case.
+    Then, on (N,) vectors, the sample losses and the label entries: ``scale`` is
+    subtracted at ``[i, y_i]``, so ``P`` and the one-hot ``Y`` are never
+    materialized. A masked class (``-inf``) is ``exp(-inf) = 0`` in every pass (eq. 56).
     """
     N, C = S.shape
     dS = np.empty_like(S)
@@ -144,7 +172,8 @@ def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) 
     quiet = np.errstate(over="ignore", divide="ignore", invalid="ignore") if stable else nullcontext()
     with _row_broadcasts_unbuffered(S), quiet:
         for block in _row_blocks(N, C, S.itemsize):
-            sums[block], exp_y[block], others[block] = _normalized_rows(S[block], y[block], scale, None, dS[block])
+            part = _normalized_rows(S[block], y[block], _of_rows(scale, block), None, dS[block])
+            sums[block], exp_y[block], others[block] = part
         if stable and not _shift_is_free(sums, scale, S.dtype):
             shift = np.zeros(N, S.dtype)
             again = _rows_needing_the_shift(sums, scale, S.dtype)
@@ -152,7 +181,8 @@ def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) 
                 rows = again[block]
                 S_rows = S[rows]  # a copy: these rows, gathered
                 row_max = S_rows.max(axis=1)
-                sums[rows], exp_y[rows], others[rows] = _normalized_rows(S_rows, y[rows], scale, row_max, S_rows)
+                part = _normalized_rows(S_rows, y[rows], _of_rows(scale, rows), row_max, S_rows)
+                sums[rows], exp_y[rows], others[rows] = part
                 dS[rows], shift[rows] = S_rows, row_max
         rows = np.arange(N)
         if stable:
@@ -168,7 +198,7 @@ def _loss_and_dscores(S: np.ndarray, y: np.ndarray, scale: float, stable: bool) 
         else:
             losses = -np.log(exp_y / sums)  # eq. (2) as the post writes it
             dS[rows, y] -= scale
-    return scale * float(losses.sum(dtype=np.float64)), dS
+    return losses, dS
 
 
 def _block_loss_and_dscores_with_options(
@@ -178,14 +208,17 @@ def _block_loss_and_dscores_with_options(
     options: LossOptions,
     stable: bool,
     dZ: np.ndarray,
+    masked: bool = False,
 ) -> np.ndarray:
     """One block of rows with the options of eqs. (17)-(24): ``dZ`` written in place; returns each row's loss.
 
-    ``dZ_i = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24): ``P``, scaled
-    by ``r_i a_i``, then the smoothing row ``(e/C) w`` subtracted by broadcasting and the
+    ``dZ_i = g_i r_i (a_i p_i - q_i) + 2 z g_i u_i lse_i p_i`` (eqs. 24, 54): ``P``, scaled
+    by ``g_i r_i a_i``, then the smoothing row ``(e/C) w`` subtracted by broadcasting and the
     label entries set by eq. (30), one scatter at ``[i, y_i]``. For integer labels no
     one-hot and no (N, C) target is built; soft targets are (N, C) already.
-    The row's loss is ``r_i l_i + z u_i lse_i^2`` (eqs. 19-21), in float64.
+    The row's loss is ``r_i l_i + z u_i lse_i^2`` (eqs. 19-21, 55), in float64. ``masked``
+    says whether the block may hold ``-inf`` (eq. 56): then the cap keeps it, and the soft
+    targets' ``q . (Z - m)`` skips it (``q = 0`` there, and ``0 * -inf`` is NaN).
     """
     N, C = S.shape
     rows = np.arange(N)
@@ -193,6 +226,8 @@ def _block_loss_and_dscores_with_options(
     w = options.weight
     tanh_S = None if c is None else np.tanh(S / c)
     Z = S if c is None else c * tanh_S  # eq. (17)
+    if masked and c is not None:
+        np.copyto(Z, S, where=S == -np.inf)  # eq. (56): the cap keeps a mask at -inf, not -c
     shift = Z.max(axis=1) if stable else np.zeros(N, S.dtype)
     np.subtract(Z, shift[:, None], out=dZ)  # eq. (14); becomes exp, then P, then dZ, in place
     if y.ndim == 2:  # eq. (18), soft targets
@@ -200,7 +235,7 @@ def _block_loss_and_dscores_with_options(
         if w is not None:
             q *= w
         a = q.sum(axis=1)
-        q_dot_z = np.einsum("ij,ij->i", q, dZ)
+        q_dot_z = np.einsum("ij,ij->i", q, np.where(dZ > -np.inf, dZ, 0) if masked else dZ)
     else:  # eq. (18), integer labels: q_i = (1 - e) w_y e_y + (e / C) w, never built
         labels = scales.labels
         w_y = np.ones(N, S.dtype) if w is None else w[labels]
@@ -225,36 +260,53 @@ def _block_loss_and_dscores_with_options(
     dZ *= (1 / sums)[:, None]  # P
     # The two terms of eq. (24) apart: r_i (a_i p_i - q_i) may cancel to nothing, and a z-loss
     # term added to r_i a_i first would keep only about eps r_i a_i of its own digits.
-    z_term = (2 * z * scales.z * lse)[:, None] * dZ if z else None
-    dZ *= (scales.ce * a)[:, None]
+    # The gradient's factors are g_i r_i and g_i u_i (eq. 54); the loss above took r_i and u_i.
+    gr, gu = scales.grad_ce, scales.grad_z
+    z_term = (2 * z * gu * lse)[:, None] * dZ if z else None
+    dZ *= (gr * a)[:, None]
     if y.ndim == 2:
-        dZ -= scales.ce[:, None] * q
+        dZ -= gr[:, None] * q
     else:
         if e:
-            dZ -= (scales.ce * (e / C))[:, None] * (np.ones(C, S.dtype) if w is None else w)
+            dZ -= (gr * (e / C))[:, None] * (np.ones(C, S.dtype) if w is None else w)
         q_y, rest = label_entry_weights(labels, options, C, S.dtype)
-        dZ[rows, labels] = scales.ce * rest * (exp_y / sums) - scales.ce * q_y * (others / sums)  # eq. (31)
+        dZ[rows, labels] = gr * rest * (exp_y / sums) - gr * q_y * (others / sums)  # eq. (31)
     if z_term is not None:
         dZ += z_term
     if tanh_S is not None:
-        dZ *= 1 - np.square(tanh_S)  # eq. (17)'s chain factor
+        dZ *= 1 - np.square(tanh_S)  # eq. (17)'s chain factor, 0 at -inf (eq. 56)
     return row_losses
 
 
 def _loss_and_dscores_with_options(
-    S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions, stable: bool
-) -> tuple[float, np.ndarray]:
-    """Loss and dS with the options of eqs. (17)-(24), block by block of rows (see ``_row_blocks``)."""
+    S: np.ndarray,
+    y: np.ndarray,
+    reduction: str,
+    options: LossOptions,
+    stable: bool,
+    grad_output: float | np.ndarray = 1.0,
+) -> tuple[float | np.ndarray, np.ndarray]:
+    """Loss and dS with the options of eqs. (17)-(24) and the cotangent (54), block by block of rows."""
     N, C = S.shape
-    scales = row_scales(y, options, reduction, S.dtype)
+    scales = row_scales(y, options, reduction, S.dtype, grad_output)
+    # Only the cap and the soft targets' dot product need to know of -inf (eq. 56): one min pass, for them alone.
+    masked = (options.softcap is not None or y.ndim == 2) and bool(S.min() == -np.inf)
     dZ = np.empty_like(S)
     losses = np.empty(N)
     with _row_broadcasts_unbuffered(S):
         for block in _row_blocks(N, C, S.itemsize):
-            labels = None if scales.labels is None else scales.labels[block]
-            part = RowScales(scales.ce[block], scales.z[block], labels, scales.undefined)
-            losses[block] = _block_loss_and_dscores_with_options(S[block], y[block], part, options, stable, dZ[block])
-    return (float("nan") if scales.undefined else float(losses.sum())), dZ
+            part = RowScales(
+                scales.ce[block],
+                scales.z[block],
+                None if scales.labels is None else scales.labels[block],
+                scales.undefined,
+                scales.grad_ce[block],
+                scales.grad_z[block],
+            )
+            losses[block] = _block_loss_and_dscores_with_options(
+                S[block], y[block], part, options, stable, dZ[block], masked
+            )
+    return reduced_loss(losses, reduction, scales.undefined), dZ
 
 
 @softmax_loss_entry
@@ -264,8 +316,9 @@ def softmax_loss(
     *,
     reduction: str = "mean",
     options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
     stable: bool = True,
-) -> tuple[float, np.ndarray]:
+) -> tuple[float | np.ndarray, np.ndarray]:
     """Softmax cross-entropy loss and dL/dscores, vectorized, a cache-sized block of rows at a time.
 
     Loss eq. (4) from sample losses eq. (2) in log-sum-exp form (eq. 15);
@@ -276,14 +329,19 @@ def softmax_loss(
     Args:
         scores: (N, C) real array ``S``.
         y: (N,) integer labels in ``[0, C)``, or (N, C) soft targets.
-        reduction: ``"mean"`` (eq. 4, the default) or ``"sum"`` (no ``1/N``).
+        reduction: ``"mean"`` (eq. 4, the default), ``"sum"`` (no ``1/N``) or
+            ``"none"``: the (N,) per-row losses of eq. (55).
+        grad_output: the loss's cotangent ``g`` (a float, or (N,) for
+            ``"none"``; default ones): the gradient is the VJP of eq. (54).
         weight, ignore_index, label_smoothing, z_loss, softcap: the loss
             options (README, "Loss options"; torch's conventions).
         stable: subtract each row's max first (eq. 14); ``False`` is the source
             post's literal formula, which overflows past about 709 (float64).
 
     Returns:
-        ``(loss, dS)``: a float and an (N, C) array of the scores' dtype.
+        ``(loss, dS)``: a float (for ``"none"`` an (N,) array) and an (N, C)
+        array of the scores' dtype. A score of ``-inf`` is a masked class:
+        ``p = 0`` and ``dS = 0`` there (eq. 56).
 
     >>> from manual import tuned
     >>> loss, dS = tuned.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
@@ -294,9 +352,10 @@ def softmax_loss(
     (0.693147, [[-0.5, 0.5], [0.0, 0.0]])
     """
     if options.plain and y.ndim == 1:
-        scale = 1.0 / scores.shape[0] if reduction == "mean" else 1.0
-        return _loss_and_dscores(scores, y, scale, stable)
-    return _loss_and_dscores_with_options(scores, y, reduction, options, stable)
+        n = scores.shape[0] if reduction == "mean" else 1  # eq. (4): "sum" and "none" have no 1/N
+        losses, dS = _loss_and_dscores(scores, y, grad_output / n, stable)  # eq. (54): g / n, always multiplied
+        return (losses if reduction == "none" else float(losses.sum(dtype=np.float64)) / n), dS
+    return _loss_and_dscores_with_options(scores, y, reduction, options, stable, grad_output)
 
 
 @linear_loss_entry
@@ -324,7 +383,8 @@ def linear_loss(
     (0.693147, [[0.5, -0.5], [1.0, -1.0]])
     """
     scale = 1.0 / X.shape[0] if reduction == "mean" else 1.0
-    data_loss, dS = _loss_and_dscores(X @ W, y, scale, stable=True)
+    losses, dS = _loss_and_dscores(X @ W, y, scale, stable=True)
+    data_loss = scale * float(losses.sum(dtype=np.float64))
     dW = X.T @ dS + reg * W  # eq. (12)
     return data_loss + l2_penalty(reg, W), dW
 
@@ -360,7 +420,8 @@ def two_layer_loss(
     W1, W2 = params["W1"], params["W2"]
     Z1, H1, S = two_layer_forward(params, X)
     ones = np.ones(X.shape[0], X.dtype)
-    data_loss, dS = _loss_and_dscores(S, y, 1.0 / X.shape[0], stable=True)
+    losses, dS = _loss_and_dscores(S, y, 1.0 / X.shape[0], stable=True)
+    data_loss = float(losses.sum(dtype=np.float64)) / X.shape[0]
 
     dW2 = H1.T @ dS + reg * W2  # eq. (8)
     db2 = ones @ dS  # eq. (9)
@@ -384,26 +445,45 @@ def _chunk_logits(
     return S
 
 
-def _capped(S: np.ndarray, c: float | None) -> np.ndarray:
-    """Eq. (17) in place: ``S`` becomes ``Z = c tanh(S / c)``."""
+def _capped(S: np.ndarray, c: float | None, masked: np.ndarray | None) -> np.ndarray:
+    """Eq. (17) in place: ``S`` becomes ``Z = c tanh(S / c)``; the ``masked`` columns stay ``-inf`` (eq. 56)."""
     if c is not None:
         S /= c
         np.tanh(S, out=S)
         S *= c
+        if masked is not None:
+            S[:, masked] = -np.inf  # tanh made them -c, a class that exists
     return S
 
 
 class _Rows:
     """What eqs. (18)-(24) need of each row, from the labels and options alone: computed once, before any chunk."""
 
-    def __init__(self, y: np.ndarray, options: LossOptions, reduction: str, V: int, dtype: np.dtype) -> None:
-        self.scales = row_scales(y, options, reduction, dtype)
+    def __init__(
+        self,
+        y: np.ndarray,
+        options: LossOptions,
+        reduction: str,
+        V: int,
+        dtype: np.dtype,
+        grad_output: float | np.ndarray,
+        bias: np.ndarray | None,
+    ) -> None:
+        self.scales = row_scales(y, options, reduction, dtype, grad_output)  # r, u; g r, g u (eq. 54)
+        self.masked = None if bias is None or not np.isneginf(bias).any() else np.isneginf(bias)  # eq. (56)
         self.labels = self.scales.labels
         self.w_y, self.a = label_weights(self.labels, options, V, dtype)
         self.q_y, self.rest = label_entry_weights(self.labels, options, V, dtype)  # eq. (31)
-        order = np.argsort(self.labels, kind="stable")  # rows sorted by label: each chunk's labelled rows are a slice
+        # The kept rows sorted by label: each chunk's labelled rows are a slice. An ignored row has no label
+        # entry (its r_i is 0); left out, its pointer at class 0 never reads a masked logit (eq. 56).
+        kept = np.flatnonzero(y != options.ignore_index) if options.ignore_index is not None else np.arange(len(y))
+        order = kept[np.argsort(self.labels[kept], kind="stable")]
         self.order, self.sorted_labels = order, self.labels[order]
         self.options, self.V = options, V
+
+    def masked_in(self, k0: int, k1: int) -> np.ndarray | None:
+        """The masked columns (a ``bias`` of ``-inf``, eq. 56) of classes ``[k0, k1)``, or None when none is."""
+        return None if self.masked is None or not self.masked[k0:k1].any() else self.masked[k0:k1]
 
     def in_chunk(self, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
         """The rows whose label lies in ``[k0, k1)``, and that label's column within the chunk."""
@@ -422,16 +502,17 @@ def _online_lse(
     N = X.shape[0]
     m = np.full(N, -np.inf, X.dtype)  # running max, over every class
     s_not_y = np.zeros(N, X.dtype)  # running sum of exp(Z_ij - m_i) over j != y_i
-    Z_y = np.empty(N, X.dtype)
+    Z_y = np.full(N, -np.inf, X.dtype)  # an ignored row's stays -inf: its every class is in s_not_y
     for k0, k1 in chunks:
-        Z = _capped(_chunk_logits(X, W, bias, k0, k1, buf), c)
+        Z = _capped(_chunk_logits(X, W, bias, k0, k1, buf), c, rows.masked_in(k0, k1))
         hit, cols = rows.in_chunk(k0, k1)
         Z_y[hit] = Z[hit, cols]
         m_new = np.maximum(m, Z.max(axis=1))
-        Z -= m_new[:, None]
+        shift = finite_shift(m_new)  # eq. (56): a chunk of masked classes before any other has no max
+        Z -= shift[:, None]
         np.exp(Z, out=Z)
         Z[hit, cols] = 0  # eq. (30): the label's term is not part of s_not_y
-        s_not_y = s_not_y * np.exp(m - m_new) + Z @ np.ones(k1 - k0, X.dtype)  # eq. (26): rescaled to the new max
+        s_not_y = s_not_y * np.exp(m - shift) + Z @ np.ones(k1 - k0, X.dtype)  # eq. (26): rescaled to the new max
         m = m_new
     return _lse_and_share_of_others(m, s_not_y, Z_y)
 
@@ -455,17 +536,22 @@ def _chunk_gradient(
     """Chunk ``k``'s ``dS^(k)`` by eq. (24), in place of its logits ``S``; adds its share of eq. (19) to ``row_loss``.
 
     With the final ``lse``, ``Z - lse`` is ``log p`` (eq. 19's ``-log p_ij = lse_i - Z_ij``,
-    each term >= 0, so the loss subtracts nothing large). Then
+    each term >= 0, so the loss subtracts nothing large). Then, with ``r`` the cotangent times the
+    row factor (``g_i r_i``, eq. 54),
     ``dZ = r a p - r (e/V) w - r (1-e) w_y [j = y_i] + z_coef p`` and the cap's factor (17): the z-loss
-    term (``z_coef = 2 z u lse``, None without z-loss) added last, apart from ``r a``, so that it keeps its
+    term (``z_coef = 2 z g u lse``, None without z-loss) added last, apart from ``r a``, so that it keeps its
     digits where the cross-entropy part cancels. The label entries by eq. (30), from ``not_y = 1 - p_iy``.
+    A masked column (eq. 56) stays ``-inf`` through the cap: ``p = 0``, and the cap's factor is 0 there.
     """
     e, c, w = rows.options.label_smoothing, rows.options.softcap, rows.options.weight
-    r = rows.scales.ce
+    r = rows.scales.grad_ce
     tanh_S = None
     if c is not None:
         tanh_S = np.tanh(S / c)
         np.multiply(tanh_S, c, out=S)  # eq. (17)
+        masked = rows.masked_in(k0, k1)
+        if masked is not None:
+            S[:, masked] = -np.inf  # eq. (56): a mask stays -inf
     log_p = S
     log_p -= lse[:, None]
     if e:  # eq. (19), the smoothing share: (e/V) sum_j w_j (-log p_ij)
@@ -506,8 +592,9 @@ def linear_cross_entropy(
     bias: np.ndarray | None = None,
     reduction: str = "mean",
     options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
     chunk_size: int | None = None,
-) -> tuple[float, dict[str, np.ndarray]]:
+) -> tuple[float | np.ndarray, dict[str, np.ndarray]]:
     """Linear cross-entropy ``S = X W + 1 b^T`` (eq. 25), chunked over classes, never holding (N, V) logits.
 
     Pass 1 finds every row's ``lse`` by the online log-sum-exp (eq. 26), one
@@ -542,12 +629,12 @@ def linear_cross_entropy(
     N, V = X.shape[0], W.shape[1]
     width = class_chunk_width(N, V, chunk_size)
     chunks = [(k0, min(k0 + width, V)) for k0 in range(0, V, width)]
-    rows = _Rows(y, options, reduction, V, X.dtype)
+    rows = _Rows(y, options, reduction, V, X.dtype, grad_output, bias)
     z, c = options.z_loss, options.softcap
     buf = np.empty(N * width, X.dtype)  # the one (N x chunk) block of logits, reused by every chunk
     if len(chunks) == 1:  # the dense computation (25): lse by (15) from the logits, which pass 2 then reuses
         S = _chunk_logits(X, W, bias, 0, V, buf)
-        Z = S if c is None else c * np.tanh(S / c)
+        Z = capped(S, c)  # eq. (17), -inf kept (eq. 56)
         m = Z.max(axis=1)
         E = np.exp(Z - m[:, None])
         every_row = np.arange(N)
@@ -555,7 +642,7 @@ def linear_cross_entropy(
         lse, not_y = _lse_and_share_of_others(m, E @ np.ones(V, X.dtype), Z[every_row, rows.labels])
     else:
         lse, not_y = _online_lse(X, W, bias, c, chunks, buf, rows)
-    z_coef = 2 * z * rows.scales.z * lse if z else None  # eq. (24): the z-loss term's coefficient of p_i
+    z_coef = 2 * z * rows.scales.grad_z * lse if z else None  # eqs. (24), (54): the z-loss term's coefficient
     row_loss = np.zeros(N, X.dtype)
     dX = np.zeros_like(X)
     dWT = np.empty((V, X.shape[1]), X.dtype)  # dW transposed: chunk k's columns are rows k0:k1, contiguous
@@ -568,8 +655,8 @@ def linear_cross_entropy(
         np.matmul(dS.T, X, out=dWT[k0:k1])  # eq. (27): dW[:, k] = X^T dS^(k), written once
         if db is not None:
             db[k0:k1] = ones @ dS  # eq. (27): db[k] = 1^T dS^(k)
-    loss = np.dot(rows.scales.ce, row_loss.astype(np.float64))  # eq. (20)
+    row_losses = rows.scales.ce * row_loss.astype(np.float64)  # eqs. (20), (55)
     if z:
-        loss += z * np.dot(rows.scales.z, np.square(lse, dtype=np.float64))  # eq. (21)
+        row_losses += z * rows.scales.z * np.square(lse, dtype=np.float64)  # eq. (21)
     grads = {"X": dX, "W": dWT.T} | ({} if db is None else {"b": db})
-    return (float("nan") if rows.scales.undefined else float(loss)), grads
+    return reduced_loss(row_losses, reduction, rows.scales.undefined), grads

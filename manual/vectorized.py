@@ -14,7 +14,15 @@ from __future__ import annotations
 import numpy as np
 
 from manual._forward import l2_penalty, two_layer_forward
-from manual._options import class_chunk_width, label_entry_weights, label_weights, row_scales
+from manual._options import (
+    capped,
+    class_chunk_width,
+    finite_shift,
+    label_entry_weights,
+    label_weights,
+    reduced_loss,
+    row_scales,
+)
 from softmax_grad.contract import (
     TEXTBOOK,
     LossOptions,
@@ -34,16 +42,20 @@ def _softmax_rows(S: np.ndarray) -> np.ndarray:
     return E / E.sum(axis=1, keepdims=True)  # eq. (1)
 
 
-def _loss_and_dscores(S: np.ndarray, y: np.ndarray, reduction: str, stable: bool = True) -> tuple[float, np.ndarray]:
-    """The textbook loss and gradient: eqs. (2), (4), (6), (14), (15), and the label entry by eq. (30).
+def _loss_and_dscores(
+    S: np.ndarray, y: np.ndarray, reduction: str, stable: bool = True, grad_output: float | np.ndarray = 1.0
+) -> tuple[float | np.ndarray, np.ndarray]:
+    """The textbook loss and gradient: eqs. (2), (4), (6), (14), (15), the label entry by eq. (30), the VJP (54).
 
+    ``grad_output`` is the cotangent ``g``: a float, or (N,) for "none", whose loss is the rows (eq. 55).
     The sample losses are summed in float64 whatever the scores' dtype.
     """
     N, C = S.shape
-    n = N if reduction == "mean" else 1  # eq. (4): "sum" has no 1/N
+    n = N if reduction == "mean" else 1  # eq. (4): "sum" and "none" have no 1/N
+    g = np.broadcast_to(np.asarray(grad_output, S.dtype), (N,))[:, None]  # eq. (54): each row's cotangent
     rows = np.arange(N)
     m = S.max(axis=1, keepdims=True) if stable else np.zeros((N, 1), S.dtype)  # eq. (14)
-    E = np.exp(S - m)
+    E = np.exp(S - m)  # a masked class, -inf, gives 0 (eq. 56)
     sigma = E.sum(axis=1, keepdims=True)
     P = E / sigma  # eq. (1)
     Y = np.arange(C) == y[:, None]  # the one-hot labels
@@ -51,25 +63,33 @@ def _loss_and_dscores(S: np.ndarray, y: np.ndarray, reduction: str, stable: bool
         L = np.log(sigma[:, 0]) - (S[rows, y] - m[:, 0])  # eq. (15)
     else:
         L = -np.log(P[rows, y])  # eq. (2), as the source post writes it
-    dS = (P - Y) / n  # eq. (6)
-    dS[rows, y] = -np.sum(E, axis=1, where=~Y) / sigma[:, 0] / n  # eq. (30): p_iy - 1 without cancellation
-    return float(L.sum(dtype=np.float64)) / n, dS
+    dS = g * (P - Y) / n  # eqs. (6), (54)
+    dS[rows, y] = -g[:, 0] * np.sum(E, axis=1, where=~Y) / sigma[:, 0] / n  # eq. (30): p_iy - 1 without cancellation
+    return (L if reduction == "none" else float(L.sum(dtype=np.float64)) / n), dS
 
 
 def _loss_and_dscores_with_options(
-    S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions, stable: bool = True
-) -> tuple[float, np.ndarray]:
-    """Loss and gradient with the options, eqs. (17)-(24), and the label entry by eqs. (30)-(31).
+    S: np.ndarray,
+    y: np.ndarray,
+    reduction: str,
+    options: LossOptions,
+    stable: bool = True,
+    grad_output: float | np.ndarray = 1.0,
+) -> tuple[float | np.ndarray, np.ndarray]:
+    """Loss and gradient with the options, eqs. (17)-(24), the label entry by eqs. (30)-(31), the VJP (54).
 
     ``y`` holds integer labels (N,) or soft targets (N, C); ``r``, ``u`` are the
-    rows' factors of eq. (24), which carry the reduction and the ignored rows.
+    rows' factors of eq. (24), which carry the reduction and the ignored rows;
+    the gradient uses them times the cotangent, ``g r`` and ``g u`` (eq. 54).
+    Masked classes (``-inf``) carry no target mass and get ``p = 0``, ``dS = 0`` (eq. 56).
     """
     N, C = S.shape
     e, z, c = options.label_smoothing, options.z_loss, options.softcap
     w = np.ones(C, S.dtype) if options.weight is None else options.weight
-    r, u, labels, undefined = row_scales(y, options, reduction, S.dtype)
-    r, u = r[:, None], u[:, None]
-    Z = S if c is None else c * np.tanh(S / c)  # eq. (17)
+    r, u, labels, undefined, gr, gu = row_scales(y, options, reduction, S.dtype, grad_output)
+    r, u, gr, gu = r[:, None], u[:, None], gr[:, None], gu[:, None]
+    Z = capped(S, c)  # eq. (17), -inf kept (eq. 56)
+    exists = Z > -np.inf  # eq. (56): the classes that are not masked
     m = Z.max(axis=1, keepdims=True) if stable else np.zeros((N, 1), S.dtype)  # eq. (14)
     E = np.exp(Z - m)
     sigma = E.sum(axis=1, keepdims=True)
@@ -81,19 +101,17 @@ def _loss_and_dscores_with_options(
         Y = np.arange(C) == labels[:, None]
         Q = (1 - e) * w[labels][:, None] * Y + (e / C) * w  # eq. (18), integer labels
     a = Q.sum(axis=1, keepdims=True)  # eq. (18)
-    l_i = a * np.log(sigma) - np.sum(Q * (Z - m), axis=1, keepdims=True)  # eq. (19), both terms shifted by m
-    loss = np.sum(r * l_i, dtype=np.float64)  # eq. (20)
-    if z:
-        loss += z * np.sum(u * np.square(lse, dtype=np.float64))  # eq. (21)
-    dZ = r * (a * P - Q)  # eq. (24), the cross-entropy term
+    l_i = a * np.log(sigma) - np.sum(Q * np.where(exists, Z - m, 0), axis=1, keepdims=True)  # eq. (19); (56): Q = 0 at -inf
+    row_losses = r * l_i + z * u * np.square(lse, dtype=np.float64)  # eqs. (20), (21), (55)
+    dZ = gr * (a * P - Q)  # eqs. (24), (54), the cross-entropy term
     if labels is not None:
         q_y, rest = label_entry_weights(labels, options, C, S.dtype)  # q_iy and a_i - q_iy
-        rows, r_i = np.arange(N), r[:, 0]
-        dZ[rows, labels] = r_i * rest * P[rows, labels] - r_i * q_y * np.sum(E, axis=1, where=~Y) / sigma[:, 0]  # (31)
+        rows, g_i = np.arange(N), gr[:, 0]
+        dZ[rows, labels] = g_i * rest * P[rows, labels] - g_i * q_y * np.sum(E, axis=1, where=~Y) / sigma[:, 0]  # (31)
     if z:
-        dZ += 2 * z * u * lse * P  # eq. (24), the z-loss term, added apart from r a P (it may cancel)
-    dS = dZ if c is None else dZ * (1 - (Z / c) ** 2)  # eq. (17)'s chain factor
-    return (float("nan") if undefined else float(loss)), dS
+        dZ += 2 * z * gu * lse * P  # eqs. (24), (54), the z-loss term, added apart from r a P (it may cancel)
+    dS = dZ if c is None else dZ * (1 - np.tanh(S / c) ** 2)  # eq. (17)'s chain factor, 0 at -inf (eq. 56)
+    return reduced_loss(row_losses[:, 0], reduction, undefined), dS
 
 
 @softmax_entry
@@ -139,26 +157,33 @@ def softmax_loss(
     *,
     reduction: str = "mean",
     options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
     stable: bool = True,
-) -> tuple[float, np.ndarray]:
+) -> tuple[float | np.ndarray, np.ndarray]:
     """Softmax cross-entropy loss and dL/dscores, each as one array expression.
 
     Loss eq. (4) from sample losses eq. (2) in log-sum-exp form (eq. 15);
     gradient eq. (6): ``dS = (P - Y) / N``, without the ``1/N`` for ``"sum"``,
-    its label entries by eq. (30). With options (class weights, ignore_index,
-    label smoothing, soft targets, z-loss, soft-capping), eqs. (17)-(24).
+    its label entries by eq. (30), times the cotangent ``g`` (eq. 54). With
+    options (class weights, ignore_index, label smoothing, soft targets,
+    z-loss, soft-capping), eqs. (17)-(24).
 
     Args:
         scores: (N, C) real array ``S``.
         y: (N,) integer labels in ``[0, C)``, or (N, C) soft targets.
-        reduction: ``"mean"`` (eq. 4, the default) or ``"sum"`` (no ``1/N``).
+        reduction: ``"mean"`` (eq. 4, the default), ``"sum"`` (no ``1/N``) or
+            ``"none"``: the (N,) per-row losses of eq. (55).
+        grad_output: the loss's cotangent ``g`` (a float, or (N,) for
+            ``"none"``; default ones): the gradient is the VJP of eq. (54).
         weight, ignore_index, label_smoothing, z_loss, softcap: the loss
             options (README, "Loss options"; torch's conventions).
         stable: subtract each row's max first (eq. 14); ``False`` is the source
             post's literal formula, which overflows past about 709 (float64).
 
     Returns:
-        ``(loss, dS)``: a float and an (N, C) array of the scores' dtype.
+        ``(loss, dS)``: a float (for ``"none"`` an (N,) array) and an (N, C)
+        array of the scores' dtype. A score of ``-inf`` is a masked class:
+        ``p = 0`` and ``dS = 0`` there (eq. 56).
 
     >>> from manual import vectorized
     >>> loss, dS = vectorized.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
@@ -167,10 +192,22 @@ def softmax_loss(
     >>> loss, dS = vectorized.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, -100], ignore_index=-100)
     >>> round(loss, 6), dS.tolist()
     (0.693147, [[-0.5, 0.5], [0.0, 0.0]])
+
+    Per-row losses (eq. 55) and the gradient at a cotangent of one per row (eq. 54):
+
+    >>> losses, dS = vectorized.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1], reduction="none", grad_output=[2, -1])
+    >>> losses.round(6).tolist(), dS.tolist()
+    ([0.693147, 0.693147], [[-1.0, 1.0], [-0.5, 0.5]])
+
+    A masked class (``-inf``, eq. 56) has probability 0 and gradient 0:
+
+    >>> loss, dS = vectorized.softmax_loss([[0.0, 0.0, -np.inf]], [1], reduction="sum")
+    >>> round(loss, 6), dS.tolist()
+    (0.693147, [[0.5, -0.5, 0.0]])
     """
     if options.plain and y.ndim == 1:
-        return _loss_and_dscores(scores, y, reduction, stable)
-    return _loss_and_dscores_with_options(scores, y, reduction, options, stable)
+        return _loss_and_dscores(scores, y, reduction, stable, grad_output)
+    return _loss_and_dscores_with_options(scores, y, reduction, options, stable, grad_output)
 
 
 @linear_loss_entry
@@ -254,8 +291,9 @@ def linear_cross_entropy(
     bias: np.ndarray | None = None,
     reduction: str = "mean",
     options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
     chunk_size: int | None = None,
-) -> tuple[float, dict[str, np.ndarray]]:
+) -> tuple[float | np.ndarray, dict[str, np.ndarray]]:
     """Linear cross-entropy ``S = X W + 1 b^T`` (eq. 25), chunked over classes, never holding (N, V) logits.
 
     Pass 1 finds every row's ``lse`` by the online log-sum-exp (eq. 26), one
@@ -273,66 +311,73 @@ def linear_cross_entropy(
         W: (D, V) classifier.
         y: (N,) integer labels in ``[0, V)`` (or ``ignore_index``).
         bias: (V,) or None.
-        reduction, weight, ignore_index, label_smoothing, z_loss, softcap: as
-            ``softmax_loss`` (README, "Loss options").
+        reduction, grad_output, weight, ignore_index, label_smoothing, z_loss,
+            softcap: as ``softmax_loss`` (README, "Loss options"); the
+            cotangent scales ``dS``, hence ``dX``, ``dW`` and ``db`` alike (eq. 54).
         chunk_size: classes per chunk, a positive integer, or None.
 
     Returns:
-        ``(loss, {"X": dX, "W": dW})``, plus ``"b": db`` when a bias is given.
+        ``(loss, {"X": dX, "W": dW})``, plus ``"b": db`` when a bias is given;
+        the loss an (N,) array for ``"none"`` (eq. 55). A ``bias`` entry of
+        ``-inf`` masks its class: ``dW`` and ``db`` are 0 there (eq. 56).
 
     >>> import numpy as np
     >>> from manual import vectorized
     >>> loss, grads = vectorized.linear_cross_entropy(np.ones((2, 1)), np.zeros((1, 3)), [0, 2], chunk_size=2)
     >>> round(loss, 6), grads["W"].round(6).tolist()
     (1.098612, [[-0.166667, 0.333333, -0.166667]])
+    >>> losses, grads = vectorized.linear_cross_entropy(
+    ...     np.ones((2, 1)), np.zeros((1, 3)), [0, 1], bias=[0.0, 0.0, -np.inf], reduction="none", grad_output=[1, -1]
+    ... )
+    >>> losses.round(6).tolist(), grads["b"].tolist()
+    ([0.693147, 0.693147], [-1.0, 1.0, 0.0])
     """
     N, V = X.shape[0], W.shape[1]
     e, z, c = options.label_smoothing, options.z_loss, options.softcap
     w = np.ones(V, X.dtype) if options.weight is None else options.weight
-    r, u, labels, undefined = row_scales(y, options, reduction, X.dtype)  # eqs. (20), (21), from the labels alone
+    r, u, labels, undefined, gr, gu = row_scales(y, options, reduction, X.dtype, grad_output)  # eqs. (20), (21), (54)
     w_y, a = label_weights(labels, options, V, X.dtype)  # eq. (18)
     q_y, rest = label_entry_weights(labels, options, V, X.dtype)  # eq. (31)
     width = class_chunk_width(N, V, chunk_size)
     chunks = [slice(k0, min(k0 + width, V)) for k0 in range(0, V, width)]
 
-    def logits(k: slice) -> tuple[np.ndarray, np.ndarray]:
-        """Chunk k's capped logits ``Z^(k)`` (eqs. 25, 17) and its one-hot labels ``Y^(k)``."""
+    def logits(k: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Chunk k's logits ``S^(k)`` (eq. 25), capped ``Z^(k)`` (eq. 17, -inf kept) and one-hot labels ``Y^(k)``."""
         S_k = X @ W[:, k] if bias is None else X @ W[:, k] + bias[k]
         Y_k = np.arange(k.start, k.stop) == labels[:, None]
-        return (S_k if c is None else c * np.tanh(S_k / c)), Y_k
+        return S_k, capped(S_k, c), Y_k
 
     # Pass 1, eq. (26): running max m over every class, running sum over the classes other than the label.
     m, s_not_y, Z_y = np.full(N, -np.inf, X.dtype), np.zeros(N, X.dtype), np.empty(N, X.dtype)
     for k in chunks:
-        Z, Y_k = logits(k)
+        _, Z, Y_k = logits(k)
         Z_y[Y_k.any(axis=1)] = Z[Y_k]  # the label's logit, kept aside (eq. 30)
         m_new = np.maximum(m, Z.max(axis=1))
-        s_not_y = s_not_y * np.exp(m - m_new) + np.sum(np.exp(Z - m_new[:, None]), axis=1, where=~Y_k)
+        shift = finite_shift(m_new)  # eq. (56): -inf while every class so far is masked
+        s_not_y = s_not_y * np.exp(m - shift) + np.sum(np.exp(Z - shift[:, None]), axis=1, where=~Y_k)
         m = m_new
     sigma = s_not_y + np.exp(Z_y - m)
     lse = m + np.log(sigma)  # eq. (26)
     not_y = s_not_y / sigma  # 1 - p_iy, eq. (30)
 
-    # Pass 2, eqs. (24), (27): each chunk's dS with the final lse, spent at once.
+    # Pass 2, eqs. (24), (27), (54): each chunk's dS with the final lse and the cotangent, spent at once.
     row_loss = np.zeros(N)
     dX, dW, db = np.zeros_like(X), np.empty_like(W), np.empty(V, X.dtype)
     ones = np.ones(N, X.dtype)
     for k in chunks:
-        Z, Y_k = logits(k)
+        S_k, Z, Y_k = logits(k)
         P = np.exp(Z - lse[:, None])  # eq. (1) with the final lse
         Q = (1 - e) * w_y[:, None] * Y_k + (e / V) * w[k]  # eq. (18), this chunk's columns
-        row_loss += np.sum(Q * (lse[:, None] - Z), axis=1, dtype=np.float64)  # eq. (19), each term -log p >= 0
-        dZ = r[:, None] * (a[:, None] * P - Q)  # eq. (24), the cross-entropy term
+        row_loss += np.sum(Q * np.where(Z > -np.inf, lse[:, None] - Z, 0), axis=1, dtype=np.float64)  # (19); (56)
+        dZ = gr[:, None] * (a[:, None] * P - Q)  # eqs. (24), (54), the cross-entropy term
         labelled = Y_k.any(axis=1)
-        dZ[Y_k] = (r * rest * np.exp(Z_y - lse) - r * q_y * not_y)[labelled]  # eq. (31)
+        dZ[Y_k] = (gr * rest * np.exp(Z_y - lse) - gr * q_y * not_y)[labelled]  # eq. (31)
         if z:
-            dZ += (2 * z * u * lse)[:, None] * P  # eq. (24), the z-loss term, added apart
-        dS = dZ if c is None else dZ * (1 - (Z / c) ** 2)  # eq. (17)'s chain factor
+            dZ += (2 * z * gu * lse)[:, None] * P  # eqs. (24), (54), the z-loss term, added apart
+        dS = dZ if c is None else dZ * (1 - np.tanh(S_k / c) ** 2)  # eq. (17)'s chain factor, 0 at -inf (56)
         dX += dS @ W[:, k].T  # eq. (27): dX is a sum over chunks
         dW[:, k] = X.T @ dS  # eq. (27)
         db[k] = ones @ dS  # eq. (27)
-    loss = np.dot(r, row_loss)  # eq. (20)
-    if z:
-        loss += z * np.dot(u, np.square(lse, dtype=np.float64))  # eq. (21)
+    row_losses = r * row_loss + z * u * np.square(lse, dtype=np.float64)  # eqs. (20), (21), (55)
     grads = {"X": dX, "W": dW} | ({} if bias is None else {"b": db})
-    return (float("nan") if undefined else float(loss)), grads
+    return reduced_loss(row_losses, reduction, undefined), grads

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from manual._options import capped, reduced_loss
 from softmax_grad.contract import LossOptions, linear_cross_entropy_entry
 
 __all__ = ["all_reduce_max", "all_reduce_sum", "column_blocks", "linear_cross_entropy"]
@@ -59,10 +60,15 @@ def _on_blocks(
     bias: np.ndarray | None,
     reduction: str,
     options: LossOptions,
+    grad_output: float | np.ndarray,
     chunk_size: int | None,
     devices: int,
-) -> tuple[float, dict[str, np.ndarray]]:
-    """Eqs. (45)-(53) over ``devices`` column blocks; ``chunk_size`` is accepted and unused (one chunk a block)."""
+) -> tuple[float | np.ndarray, dict[str, np.ndarray]]:
+    """Eqs. (45)-(53) over ``devices`` column blocks; ``chunk_size`` is accepted and unused (one chunk a block).
+
+    The cotangent ``g`` multiplies the row factors of the gradient (eq. 54), a row's own value on every
+    device; "none" returns the rows of eq. (55). A ``bias`` of ``-inf`` masks a class (eq. 56).
+    """
     N, V = X.shape[0], W.shape[1]
     e, z, c = options.label_smoothing, options.z_loss, options.softcap
     blocks = column_blocks(V, devices)
@@ -73,7 +79,7 @@ def _on_blocks(
     w_v = [w[start:stop] for start, stop in blocks]
 
     S_v = [X @ W_k + b_k for W_k, b_k in zip(W_v, b_v, strict=True)]  # eq. (45)
-    Z_v = S_v if c is None else [c * np.tanh(S / c) for S in S_v]  # eq. (45): the cap is local
+    Z_v = [capped(S, c) for S in S_v]  # eq. (45): the cap is local; a mask stays -inf (eq. 56)
     m = all_reduce_max([Z.max(axis=1) for Z in Z_v])  # eq. (46): one shift for every device
     s = all_reduce_sum([np.exp(Z - m[:, None]).sum(axis=1) for Z in Z_v])  # eq. (46)
     lse = m + np.log(s)
@@ -81,36 +87,40 @@ def _on_blocks(
     kept = np.ones(N, bool) if options.ignore_index is None else y != options.ignore_index
     labels = np.where(kept, y, 0)  # an ignored row points at class 0; its r_i is 0
     rows = np.arange(N)
-    owns = [(start <= labels) & (labels < stop) for start, stop in blocks]  # the owner mask of eq. (47)
+    # The owner mask of eq. (47); an ignored row has no owner, so its pointer at class 0 reads no mask (eq. 56).
+    owns = [kept & (start <= labels) & (labels < stop) for start, stop in blocks]
     at = [np.clip(labels - start, 0, stop - start - 1) for start, stop in blocks]  # the label's column in each block
     Z_y = all_reduce_sum([np.where(own, Z[rows, j], 0) for own, Z, j in zip(owns, Z_v, at, strict=True)])  # eq. (47)
     w_y = all_reduce_sum([np.where(own, w_k[j], 0) for own, w_k, j in zip(owns, w_v, at, strict=True)])  # eq. (47)
     w_total = all_reduce_sum([w_k.sum() for w_k in w_v])  # eq. (48): the class weights of the whole vocabulary
-    smoothing = all_reduce_sum([(lse[:, None] - Z) @ w_k for Z, w_k in zip(Z_v, w_v, strict=True)])  # eq. (48)
+    # eq. (48); a masked class (-inf) has w_j (lse - Z_ij) = inf, but then e = 0 (eq. 56): no smoothing to sum
+    smoothing = all_reduce_sum([(lse[:, None] - Z) @ w_k for Z, w_k in zip(Z_v, w_v, strict=True)]) if e else 0.0
     a = (1 - e) * w_y + (e / V) * w_total  # eq. (48): divided by the global V, not a block's size
     row_loss = (1 - e) * w_y * (lse - Z_y) + (e / V) * smoothing  # eq. (50), summed over the blocks
 
     D_n, K = float(np.sum(np.where(kept, w_y, 0), dtype=np.float64)), int(kept.sum())  # eq. (49), one batch shard
-    if reduction == "sum":
+    if reduction != "mean":  # "sum", and "none" whose rows are the sum's terms (eq. 55)
         r = u = kept.astype(X.dtype)
     else:
         r = (kept / D_n if D_n > 0 else np.zeros(N)).astype(X.dtype)  # eq. (20); 0 when D_n = 0
         u = (kept / K if K > 0 else np.zeros(N)).astype(X.dtype)  # eq. (21)
-    loss = np.dot(r, row_loss.astype(np.float64)) + z * np.dot(u, np.square(lse, dtype=np.float64))  # eq. (50)
+    row_losses = r * row_loss.astype(np.float64) + z * u * np.square(lse, dtype=np.float64)  # eqs. (50), (55)
+    g = np.broadcast_to(np.asarray(grad_output, X.dtype), (N,))  # eq. (54): each row's cotangent, on every device
+    r, u = g * r, g * u  # from here on the gradient's row factors
 
     dS_v = []
-    for Z, w_k, own, j in zip(Z_v, w_v, owns, at, strict=True):  # eq. (51): each device alone, no communication
+    for S, Z, w_k, own, j in zip(S_v, Z_v, w_v, owns, at, strict=True):  # eq. (51): each device alone
         P = np.exp(Z - lse[:, None])
         Y = own[:, None] & (j[:, None] == np.arange(Z.shape[1]))  # the label's column, on its owner only
         dZ = (r * a)[:, None] * P - (r * e / V)[:, None] * w_k - (r * (1 - e) * w_y)[:, None] * Y
         dZ = dZ + (2 * z * u * lse)[:, None] * P  # eq. (51): the z-term, from the global lse
-        dS_v.append(dZ if c is None else dZ * (1 - np.square(Z / c)))  # eq. (51): the cap's local factor
+        dS_v.append(dZ if c is None else dZ * (1 - np.square(np.tanh(S / c))))  # eq. (51): the cap's local factor
     dW_v = [X.T @ dS for dS in dS_v]  # eq. (52): local
     db_v = [dS.sum(axis=0) for dS in dS_v]  # eq. (52): local
     dX = all_reduce_sum([dS @ W_k.T for dS, W_k in zip(dS_v, W_v, strict=True)])  # eq. (53)
 
     grads = {"X": dX, "W": np.concatenate(dW_v, axis=1)} | ({} if bias is None else {"b": np.concatenate(db_v)})
-    return (float("nan") if reduction == "mean" and D_n == 0 else float(loss)), grads
+    return reduced_loss(row_losses, reduction, reduction == "mean" and D_n == 0), grads
 
 
 def linear_cross_entropy(
