@@ -101,7 +101,7 @@ def _loss_and_dscores_with_options(
         Y = np.arange(C) == labels[:, None]
         Q = (1 - e) * w[labels][:, None] * Y + (e / C) * w  # eq. (18), integer labels
     a = Q.sum(axis=1, keepdims=True)  # eq. (18)
-    l_i = a * np.log(sigma) - np.sum(Q * np.where(exists, Z - m, 0), axis=1, keepdims=True)  # eq. (19); (56): Q = 0 at -inf
+    l_i = a * np.log(sigma) - np.sum(Q * np.where(exists, Z - m, 0), axis=1, keepdims=True)  # eqs. (19), (56)
     row_losses = r * l_i + z * u * np.square(lse, dtype=np.float64)  # eqs. (20), (21), (55)
     dZ = gr * (a * P - Q)  # eqs. (24), (54), the cross-entropy term
     if labels is not None:

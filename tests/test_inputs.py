@@ -57,7 +57,7 @@ BAD_INPUTS = [
     ("scores NaN", "softmax_loss", (nan_at(S, (2, 1)), Y), {}, ValueError, r"scores holds nan at index \(2, 1\)"),
     ("scores inf", "softmax_loss", (S * np.array([1, 1, np.inf, 1]), Y), {}, ValueError, r"scores holds inf.*\(0, 2\)"),
     # -inf is a masked class (derivation eq. 56), accepted; a row with every class masked has no softmax
-    ("scores row all -inf", "softmax", (np.array([[0.0, 1.0], [-np.inf, -np.inf]]),), {}, ValueError, r"row 1 of scores"),
+    ("scores row all -inf", "softmax", (np.array([[0.0, 1], [-np.inf, -np.inf]]),), {}, ValueError, r"row 1 of scores"),
     ("scores strings", "softmax_loss", ([["a", "b"]], [0]), {}, TypeError, r"scores must hold real numbers"),
     ("scores complex", "softmax", (S + 1j,), {}, TypeError, r"scores must hold real numbers.*complex"),
     ("scores bool", "softmax", (S > 0,), {}, TypeError, r"scores must hold real numbers.*bool"),
