@@ -146,4 +146,3 @@ def linear_cross_entropy(
         raise ValueError(f"devices={devices} exceeds the V = {V} classes: a device would hold no class")
     entry = linear_cross_entropy_entry(functools.partial(_on_blocks, devices=int(devices)))
     return entry(X, W, y, **keywords)
-
