@@ -240,7 +240,10 @@ def _block_loss_and_dscores_with_options(
         labels = scales.labels
         w_y = np.ones(N, S.dtype) if w is None else w[labels]
         a = (1 - e) * w_y + (e / C) * (C if w is None else w.sum())
-        q_dot_z = (1 - e) * w_y * dZ[rows, labels]
+        # An ignored row points at class 0, which may be masked (eq. 56): its -inf read as 0, since k_i = 0.
+        # A kept label is never masked (the contract), so -inf at a label's place is only ever such a pointer.
+        label_z = dZ[rows, labels]
+        q_dot_z = (1 - e) * w_y * np.where(label_z > -np.inf, label_z, 0)
         if e:
             q_dot_z += (e / C) * (dZ.sum(axis=1) if w is None else dZ @ w)
     np.exp(dZ, out=dZ)
