@@ -222,3 +222,42 @@ def test_the_literal_formula_keeps_a_mask_too(name, dtype):
         assert np.all(literal[1][mask] == 0) and np.all(np.isfinite(literal[1]))
         agree(literal[0], stable[0], prob.dtype, f"{name} loss")
         agree(literal[1], stable[1], prob.dtype, f"{name} dS")
+
+
+@pytest.mark.parametrize("chunk_size", (1, 2, 3, 4))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", NAMES)
+def test_a_chunk_of_only_masked_classes_starts_the_running_max_at_minus_inf(name, dtype, chunk_size):
+    # Eq. (26) over chunks whose first ones are all masked: the running max is -inf until a class exists,
+    # and exp(-inf - (-inf)) would be NaN; the result is the dense one's (eq. 56, with softcap and z-loss).
+    rng = np.random.default_rng(6)
+    bias = rng.standard_normal(8).astype(dtype)
+    bias[:3] = -np.inf
+    inputs = {"X": rng.standard_normal((4, D)).astype(dtype), "W": rng.standard_normal((D, 8)).astype(dtype)}
+    prob = Problem("linear_cross_entropy", {**inputs, "y": np.array([3, 7, 5, 4]), "bias": bias}, {"z_loss": 0.1})
+    for options in ({}, {"softcap": 2.0}):
+        g = np.array([1.0, -2.0, 0.5, 3.0], dtype)
+        dense_loss, dense = prob.call(VARIANTS[name], "none", g, **options)
+        loss, grads = prob.call(VARIANTS[name], "none", g, chunk_size=chunk_size, **options)
+        agree(loss, dense_loss, prob.dtype, f"{name} loss")
+        for key, value in grads.items():
+            agree(value, dense[key], prob.dtype, f"{name} d{key}")
+        assert np.all(grads["W"][:, :3] == 0) and np.all(grads["b"][:3] == 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tuned_keeps_the_shift_free_window_right_for_any_cotangent(dtype):
+    # tuned skips the max shift where it is provably free (README, "Variants"): with the cotangent in the
+    # scale, its test must take |g|, let g = 0 through, and still redo a row whose sum overflowed, whatever g.
+    from manual import tuned
+
+    S = np.array([[1.0, 2.0, -np.inf, 0.5], [100.0, 99.0, 0.0, -np.inf], [-30.0, -31.0, -np.inf, -29.0]], dtype)
+    y = np.array([1, 0, 3])
+    _, unit = tuned.softmax_loss(S, y, reduction="none")
+    _, reference = VARIANTS["vectorized"].softmax_loss(S, y, reduction="none")
+    agree(unit, reference, np.dtype(dtype), "tuned g=1")
+    for g in ([1e30, -1e30, 0.0], [-1.0, 0.0, 2.0], [0.0, 0.0, 0.0], [1e-30, 1.0, -1e-30]):
+        g = np.array(g, dtype)
+        _, dS = tuned.softmax_loss(S, y, reduction="none", grad_output=g)
+        assert np.all(np.isfinite(dS)) and np.all(dS[np.isneginf(S)] == 0), (g, dS)
+        agree(dS, g[:, None].astype(np.float64) * unit, np.dtype(dtype), f"tuned g={g.tolist()}")
