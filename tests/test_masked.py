@@ -261,3 +261,32 @@ def test_tuned_keeps_the_shift_free_window_right_for_any_cotangent(dtype):
         _, dS = tuned.softmax_loss(S, y, reduction="none", grad_output=g)
         assert np.all(np.isfinite(dS)) and np.all(dS[np.isneginf(S)] == 0), (g, dS)
         agree(dS, g[:, None].astype(np.float64) * unit, np.dtype(dtype), f"tuned g={g.tolist()}")
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", NAMES)
+def test_soft_capping_keeps_a_mask_at_minus_inf(name, dtype, function):
+    # c tanh(-inf / c) = -c would be a class that exists and takes probability e^(-c - m) / sum (eq. 56):
+    # with the cap, a masked class 1 must give what the problem without class 1 gives.
+    rng = np.random.default_rng(9)
+    y, keep = np.array([0, 2, 3, 2]), np.array([0, 2, 3])
+    options = {"softcap": 1.5, "z_loss": 0.1}
+    g = np.array([1.0, -0.5, 2.0, 0.0], dtype)
+    if function == "softmax_loss":
+        S = (3 * rng.standard_normal((4, 4))).astype(dtype)
+        S[:, 1] = -np.inf
+        full = Problem(function, {"S": S, "y": y}, options)
+        without = Problem(function, {"S": S[:, keep], "y": np.searchsorted(keep, y)}, options)
+    else:
+        X, W = rng.standard_normal((4, D)).astype(dtype), (3 * rng.standard_normal((D, 4))).astype(dtype)
+        bias = rng.standard_normal(4).astype(dtype)
+        bias[1] = -np.inf
+        full = Problem(function, {"X": X, "W": W, "y": y, "bias": bias}, options)
+        inputs = {"X": X, "W": W[:, keep], "y": np.searchsorted(keep, y), "bias": bias[keep]}
+        without = Problem(function, inputs, options)
+    loss, grads = full.call(VARIANTS[name], "none", g)
+    expected_loss, expected = without.call(VARIANTS[name], "none", g)
+    agree(loss, expected_loss, full.dtype, f"{name} loss")
+    for key, value in grads.items():
+        agree(value[..., keep] if key in ("S", "W", "b") else value, expected[key], full.dtype, f"{name} d{key}")
