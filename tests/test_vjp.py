@@ -13,6 +13,8 @@ compared with the suite's float32/float64 row of softmax_grad/tolerances.py.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -206,3 +208,15 @@ def test_a_bad_cotangent_gets_a_clear_error(name, case, reduction, value, error,
 def test_an_unknown_reduction_names_the_three(name):
     with pytest.raises(ValueError, match=r"reduction must be 'mean', 'sum' or 'none', got 'avg'"):
         problem("softmax_loss", "plain", np.float64).call(VARIANTS[name], "avg")
+
+
+def test_the_readme_example_of_none_runs_and_can_fail():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index("### Per-row losses, cotangents and masked classes\n")
+    block = readme[readme.index("```python\n", start) + len("```python\n") :]
+    block = block[: block.index("```")]
+    exec(block, {})
+    wrong = block.replace("-2.0 * row_1[0]", "row_1[0]")  # the gradient without its cotangent
+    assert wrong != block
+    with pytest.raises(AssertionError):
+        exec(wrong, {})
