@@ -337,6 +337,9 @@ def linear_cross_entropy(
     ``dW[d, j] += X[i, d] dS_ij``, ``db[j] += dS_ij``. No row of logits is
     ever stored; ``chunk_size`` is validated and does not change the tile,
     which is always one class.
+    ``grad_output`` (a float, or (N,) for ``reduction="none"``, whose loss is
+    the rows of eq. 55) multiplies each row's ``r_i`` and ``u_i`` (eq. 54), so
+    ``dX``, ``dW`` and ``db`` alike; a ``bias`` of ``-inf`` masks a class (eq. 56).
 
     >>> import numpy as np
     >>> from manual import per_element

@@ -295,6 +295,9 @@ def linear_cross_entropy(
     ``dX[i] = dS[i] W^T``, ``dW += outer(X[i], dS[i])``, ``db += dS[i]``.
     Only one row of logits exists at a time; ``chunk_size`` is validated and
     does not change the tile, which is always one row.
+    ``grad_output`` (a float, or (N,) for ``reduction="none"``, whose loss is
+    the rows of eq. 55) multiplies each row's ``r_i`` and ``u_i`` (eq. 54), so
+    ``dX``, ``dW`` and ``db`` alike; a ``bias`` of ``-inf`` masks a class (eq. 56).
 
     >>> import numpy as np
     >>> from manual import per_row

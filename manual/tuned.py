@@ -616,12 +616,15 @@ def linear_cross_entropy(
         W: (D, V) classifier.
         y: (N,) integer labels in ``[0, V)`` (or ``ignore_index``).
         bias: (V,) or None.
-        reduction, weight, ignore_index, label_smoothing, z_loss, softcap: as
-            ``softmax_loss`` (README, "Loss options").
+        reduction, grad_output, weight, ignore_index, label_smoothing, z_loss,
+            softcap: as ``softmax_loss`` (README, "Loss options"); the
+            cotangent scales ``dS``, hence ``dX``, ``dW`` and ``db`` alike (eq. 54).
         chunk_size: classes per chunk, a positive integer, or None.
 
     Returns:
-        ``(loss, {"X": dX, "W": dW})``, plus ``"b": db`` when a bias is given.
+        ``(loss, {"X": dX, "W": dW})``, plus ``"b": db`` when a bias is given;
+        the loss an (N,) array for ``"none"`` (eq. 55). A ``bias`` entry of
+        ``-inf`` masks its class: ``dW`` and ``db`` are 0 there (eq. 56).
 
     >>> import numpy as np
     >>> from manual import tuned

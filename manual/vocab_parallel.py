@@ -128,7 +128,8 @@ def linear_cross_entropy(
 ) -> tuple[float, dict[str, np.ndarray]]:
     """Linear cross-entropy (eq. 25) with the classes split over ``devices`` column blocks, eqs. (45)-(53).
 
-    Every option of eqs. (17)-(24) (``bias``, ``reduction``, ``weight``,
+    Every option of eqs. (17)-(24) (``bias``, ``reduction`` including
+    ``"none"``, the cotangent ``grad_output`` of eq. (54), ``weight``,
     ``ignore_index``, ``label_smoothing``, ``z_loss``, ``softcap``), checked
     as in every variant; the result equals the unsharded one to rounding.
     ``devices`` may leave V indivisible (blocks differ by one class) but not
