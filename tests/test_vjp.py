@@ -220,3 +220,26 @@ def test_the_readme_example_of_none_runs_and_can_fail():
     assert wrong != block
     with pytest.raises(AssertionError):
         exec(wrong, {})
+
+
+@pytest.mark.parametrize("devices", (2, 3))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_vocabulary_parallel_form_takes_the_cotangent_and_masks_like_the_variants(dtype, devices):
+    # manual/vocab_parallel.py (eqs. 45-53): "none" with a random cotangent and a masked bias (a whole block
+    # masked at devices=3), an ignored row pointing at the masked class 0, the cap and the z-loss.
+    from manual import vocab_parallel
+
+    rng = np.random.default_rng(4)
+    X, W = rng.standard_normal((5, 3)).astype(dtype), rng.standard_normal((3, 6)).astype(dtype)
+    bias = rng.standard_normal(6).astype(dtype)
+    bias[:2] = -np.inf
+    y = np.array([2, -100, 5, 3, 4])
+    options = {"bias": bias, "ignore_index": -100, "z_loss": 0.05, "softcap": 2.0, "weight": rng.random(6) + 0.5}
+    g = np.array([1.0, 3.0, -2.0, 0.0, 0.5], dtype)
+    for reduction, cotangent in (("none", g), ("mean", -1.5)):
+        keywords = {**options, "reduction": reduction, "grad_output": cotangent}
+        loss, grads = vocab_parallel.linear_cross_entropy(X, W, y, devices=devices, **keywords)
+        expected_loss, expected = VARIANTS["vectorized"].linear_cross_entropy(X, W, y, **keywords)
+        agree(loss, expected_loss, np.dtype(dtype), f"vocab_parallel {reduction} loss")
+        agree_grads(grads, expected, np.dtype(dtype), f"vocab_parallel {reduction}")
+        assert np.all(grads["W"][:, :2] == 0) and np.all(grads["b"][:2] == 0)
