@@ -49,7 +49,10 @@ def plain_loss(S: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def torch_softmax_loss(S: np.ndarray, y: np.ndarray, options: dict[str, Any]) -> Callable[[], tuple[float, Any]]:
-    """``run()``: the loss and ``dS`` by ``F.cross_entropy`` + ``backward()``, NumPy in, NumPy out."""
+    """``run()``: the loss and ``dS`` by ``F.cross_entropy`` + ``backward(g)``, NumPy in, NumPy out.
+
+    ``options`` holds the loss options and, for the per-row workload, ``reduction`` and ``grad_output``.
+    """
     torch = torch_module()
     assert torch is not None, TORCH_MISSING
     F = torch.nn.functional
@@ -57,16 +60,22 @@ def torch_softmax_loss(S: np.ndarray, y: np.ndarray, options: dict[str, Any]) ->
     weight = None if options.get("weight") is None else torch.from_numpy(options["weight"])
     ignore_index = -100 if options.get("ignore_index") is None else options["ignore_index"]  # torch's default
     smoothing, z, cap = options.get("label_smoothing", 0.0), options.get("z_loss", 0.0), options.get("softcap")
+    reduction = options.get("reduction", "mean")
+    cotangent = None if options.get("grad_output") is None else torch.from_numpy(np.asarray(options["grad_output"]))
+    assert not (z and reduction != "mean"), "z-loss is written here for the mean only"
 
-    def run() -> tuple[float, np.ndarray]:
+    def run() -> tuple[Any, np.ndarray]:
         scores = torch.from_numpy(S).requires_grad_()
         Z = scores if cap is None else cap * torch.tanh(scores / cap)  # eq. (17), in torch ops
-        loss = F.cross_entropy(Z, labels, weight=weight, ignore_index=ignore_index, label_smoothing=smoothing)
+        loss = F.cross_entropy(
+            Z, labels, weight=weight, ignore_index=ignore_index, label_smoothing=smoothing, reduction=reduction
+        )
         if z:  # eq. (21): z times the mean over kept rows of lse^2, in torch ops
             kept = labels != ignore_index
             loss = loss + z * torch.logsumexp(Z[kept], dim=1).square().mean()
-        loss.backward()
-        return float(loss.detach()), scores.grad.numpy()
+        loss.backward(cotangent)  # the VJP at the cotangent (eq. 54); None is 1 for a scalar loss
+        value = loss.detach().numpy()
+        return (value if reduction == "none" else float(value)), scores.grad.numpy()
 
     return run
 

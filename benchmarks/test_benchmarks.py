@@ -15,6 +15,10 @@ One table per workload (function, shape, dtype) holds three kinds of row:
 * ``torch``: the peer ``torch``, ``F.cross_entropy`` and ``backward()`` on the
   CPU (softmax_loss workloads; skipped with a note where torch is missing).
 
+The ``softmax_loss none`` workload (``reduction="none"``, a random cotangent)
+times the per-row backward: its rows read against ``softmax_loss``'s at the
+same shapes; its autodiff peer is ``jax.vjp`` of the plain per-row loss.
+
 Plain ``pytest`` runs each benchmark once, as a smoke test; ``softmax-grad bench``
 times them.
 """
@@ -30,11 +34,19 @@ import pytest
 
 import manual
 from benchmarks.peers import TORCH_MISSING, plain_loss, torch_module, torch_softmax_loss
-from benchmarks.workloads import WITH_OPTIONS, inputs, public_name, scores_shape, skip_reason
+from benchmarks.workloads import (
+    PER_ROW,
+    SOFTMAX_WORKLOADS,
+    WITH_OPTIONS,
+    inputs,
+    public_name,
+    scores_shape,
+    skip_reason,
+)
 from manual import compiled
 from reference import losses
 
-FUNCTIONS = ("softmax_loss", WITH_OPTIONS, "linear_loss", "two_layer_loss")
+FUNCTIONS = ("softmax_loss", WITH_OPTIONS, PER_ROW, "linear_loss", "two_layer_loss")
 DTYPES = [np.float64, np.float32]
 # What no NumPy implementation of the loss can beat: it must exponentiate, read S and write dS.
 NUMPY_FLOORS = {
@@ -43,10 +55,18 @@ NUMPY_FLOORS = {
     "row-sum floor": lambda S: S @ np.ones(S.shape[1], S.dtype),
 }
 JAX_CONTENDERS = ("compiled (device)", "compiled core", "jax autodiff", "jnp.exp floor")
-SOFTMAX_WORKLOADS = ("softmax_loss", WITH_OPTIONS)
+
+
+@jax.jit
+def plain_loss_vjp(S: jax.Array, y: jax.Array, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The per-row losses as a JAX user writes them (eq. 55) and their backward at ``g`` by ``jax.vjp`` (eq. 54)."""
+    rows, pullback = jax.vjp(lambda s: -jnp.take_along_axis(jax.nn.log_softmax(s, axis=1), y[:, None], axis=1)[:, 0], S)
+    return rows, pullback(g)[0]
+
 
 AUTODIFF = {
     "softmax_loss": jax.jit(jax.value_and_grad(plain_loss)),
+    PER_ROW: plain_loss_vjp,
     "linear_loss": jax.jit(functools.partial(jax.value_and_grad(losses.linear_loss_value), reduction="mean")),
     "two_layer_loss": jax.jit(jax.value_and_grad(losses.two_layer_loss_value)),
 }
@@ -104,7 +124,7 @@ def test_numpy_interface(benchmark, workload, contender, dtype):
     if contender == "compiled":
         run()  # compile outside the timing
     loss, _ = benchmark(run)
-    assert np.isfinite(loss)
+    assert np.isfinite(loss).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -113,6 +133,8 @@ def test_jax_on_device(benchmark, workload, contender, dtype):
     function, shape = workload
     if contender == "compiled (device)" and function not in SOFTMAX_WORKLOADS:
         pytest.skip("compiled takes device arrays in softmax_loss and linear_cross_entropy only")
+    if contender == "compiled core" and function == PER_ROW:
+        pytest.skip("the compiled core is timed on the mean; compiled (device) times the per-row backward")
     describe(benchmark, "jax", function, shape, dtype, contender)
     args, kwargs = inputs(function, shape, dtype)
     with jax.enable_x64(dtype == np.float64):
@@ -122,10 +144,16 @@ def test_jax_on_device(benchmark, workload, contender, dtype):
         elif function == WITH_OPTIONS:
             fn, device_args = with_options(contender, kwargs, dtype), tuple(jnp.asarray(a) for a in args)
         else:
-            fn = {"compiled core": CORES[function], "jax autodiff": AUTODIFF[function]}.get(contender)
+            fn = {"compiled core": CORES.get(function), "jax autodiff": AUTODIFF[function]}.get(contender)
             if fn is None:  # the public function, checks included; NumPy-style keywords (reg) stay keywords
-                fn = functools.partial(getattr(compiled, function), **kwargs)
+                fn = functools.partial(getattr(compiled, public_name(function)), **kwargs)
             device_args = jax.tree_util.tree_map(jnp.asarray, args)
+            if function == PER_ROW:  # the cotangent is an array: a keyword of the public call, an argument of autodiff
+                g = jnp.asarray(kwargs["grad_output"])
+                if contender == "compiled (device)":
+                    fn = functools.partial(compiled.softmax_loss, reduction="none", grad_output=g)
+                else:
+                    device_args = (*device_args, g)
             if "reg" in kwargs and contender != "compiled (device)":
                 device_args = (*device_args, jnp.asarray(kwargs["reg"], dtype))
 
@@ -148,4 +176,4 @@ def test_torch_on_the_cpu(benchmark, workload, dtype):
     describe(benchmark, "torch", function, shape, dtype, "torch")
     (S, y), options = inputs(function, shape, dtype)
     loss, dS = benchmark(torch_softmax_loss(S, y, options))
-    assert np.isfinite(loss) and dS.dtype == dtype
+    assert np.isfinite(loss).all() and dS.dtype == dtype

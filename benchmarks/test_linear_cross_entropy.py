@@ -5,7 +5,9 @@ Two tables per workload (N, D, V), float32, one per framework:
 * ``numpy lce``: ``numpy dense``, the plain max-shift form that holds the (N, V)
   logits (eq. 25); ``vectorized``, the suite's class-chunked two-pass form
   (eqs. 26-27, default chunk); ``numpy rows blocked``, the other design
-  (eq. 29, blocks of 128 rows, textbook loss only), kept to measure the choice.
+  (eq. 29, blocks of 128 rows, textbook loss only), kept to measure the choice;
+  ``vectorized none``, the same with ``reduction="none"`` and a random
+  cotangent (eqs. 54-55): the per-row backward's cost beside the mean's.
   Working memory: tracemalloc's peak during one call, less the returned
   gradients, measured in a separate call from the timed ones.
 * ``jax lce``: ``jax autodiff``, ``jax.jit(jax.value_and_grad(...))`` of the
@@ -36,11 +38,11 @@ import numpy as np
 import pytest
 
 from benchmarks.peers import TORCH_MISSING, torch_linear_cross_entropy, torch_module, torch_working_memory
-from benchmarks.workloads import LINEAR_CE, LINEAR_CE_SMOKE, linear_ce_inputs, working_memory
+from benchmarks.workloads import LINEAR_CE, LINEAR_CE_SMOKE, cotangent, linear_ce_inputs, working_memory
 from manual import compiled, vectorized
 from reference import losses
 
-NUMPY_CONTENDERS = ("numpy dense", "vectorized", "numpy rows blocked")
+NUMPY_CONTENDERS = ("numpy dense", "vectorized", "vectorized none", "numpy rows blocked")
 JAX_CONTENDERS = ("jax autodiff", "compiled core", "compiled (device)")
 TORCH_CONTENDERS = ("torch dense", "torch chunked")
 ROW_BLOCK = 128
@@ -83,9 +85,15 @@ def numpy_rows_blocked(X: np.ndarray, W: np.ndarray, y: np.ndarray, block: int =
     return loss, {"X": dX, "W": dW}
 
 
+def vectorized_per_row(X: np.ndarray, W: np.ndarray, y: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, dict]:
+    """``vectorized.linear_cross_entropy`` with ``reduction="none"``: the (N,) losses and the backward at ``g``."""
+    return vectorized.linear_cross_entropy(X, W, y, reduction="none", grad_output=g)
+
+
 NUMPY = {
     "numpy dense": numpy_dense,
     "vectorized": vectorized.linear_cross_entropy,
+    "vectorized none": vectorized_per_row,
     "numpy rows blocked": numpy_rows_blocked,
 }
 
@@ -122,10 +130,11 @@ def describe(benchmark, kind: str, shape: tuple[int, int, int], contender: str, 
 @pytest.mark.parametrize("contender", NUMPY_CONTENDERS)
 def test_numpy_time_and_memory(benchmark, lce_shape, contender):
     X, W, y = linear_ce_inputs(lce_shape)
-    run = functools.partial(NUMPY[contender], X, W, y)
+    extra = (cotangent(X.shape[0], np.float32),) if contender == "vectorized none" else ()
+    run = functools.partial(NUMPY[contender], X, W, y, *extra)
     describe(benchmark, "numpy lce", lce_shape, contender, working_memory(run))
     loss, grads = benchmark(run)
-    assert np.isfinite(loss) and grads["W"].dtype == np.float32
+    assert np.isfinite(loss).all() and grads["W"].dtype == np.float32
 
 
 @pytest.mark.parametrize("contender", JAX_CONTENDERS)

@@ -7,6 +7,9 @@ over the same (N, C) scores, which no NumPy implementation can beat.
 ``softmax_loss with options`` is ``softmax_loss`` with every loss option on at
 once (``LOSS_OPTIONS``: class weights, ignore_index on a tenth of the rows,
 label smoothing, z-loss, soft-capping), beside the same shapes without them.
+``softmax_loss none`` is ``softmax_loss`` with ``reduction="none"`` and a
+random cotangent (derivation eqs. 54-55), on the same shapes as the
+"mean" rows it is read against: what the per-row backward costs.
 """
 
 from __future__ import annotations
@@ -16,17 +19,21 @@ import tracemalloc
 import numpy as np
 
 WITH_OPTIONS = "softmax_loss with options"
+PER_ROW = "softmax_loss none"  # reduction="none", the backward at a random (N,) cotangent
+SOFTMAX_WORKLOADS = ("softmax_loss", WITH_OPTIONS, PER_ROW)
 
 # (N, C) for softmax_loss (with options or not); (N, D, C) for linear_loss; (N, D, H, C) for two_layer_loss.
 FULL = {
     "softmax_loss": [(64, 10), (100, 100), (256, 10), (128, 1000), (4096, 1000), (1024, 32000)],
     WITH_OPTIONS: [(100, 100), (4096, 1000)],
+    PER_ROW: [(100, 100), (4096, 1000)],
     "linear_loss": [(128, 100, 10), (500, 3073, 10)],  # the second: a CIFAR-10 batch, bias folded into X
     "two_layer_loss": [(64, 32, 64, 10), (256, 3072, 100, 10)],  # the second: a CIFAR-10 batch
 }
 QUICK = {
     "softmax_loss": [(64, 10), (100, 100), (128, 1000), (4096, 1000)],
     WITH_OPTIONS: [(100, 100), (4096, 1000)],
+    PER_ROW: [(100, 100), (4096, 1000)],
     "linear_loss": [(128, 100, 10)],
     "two_layer_loss": [(64, 32, 64, 10)],
 }
@@ -40,8 +47,8 @@ PER_ELEMENT_SECONDS_PER_ITERATION = 1e-6
 
 
 def public_name(function: str) -> str:
-    """The public function a workload calls: ``softmax_loss`` for the options workload too."""
-    return "softmax_loss" if function == WITH_OPTIONS else function
+    """The public function a workload calls: ``softmax_loss`` for the options and per-row workloads too."""
+    return "softmax_loss" if function in SOFTMAX_WORKLOADS else function
 
 
 def loss_options(C: int, dtype: type, rng: np.random.Generator) -> dict:
@@ -55,6 +62,14 @@ def loss_options(C: int, dtype: type, rng: np.random.Generator) -> dict:
     }
 
 
+def cotangent(n: int, dtype: type, seed: int = 1) -> np.ndarray:
+    """A random (N,) cotangent as a training step's per-token weights give one: mixed signs, a tenth zeros."""
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal(n)
+    g[rng.random(n) < 0.1] = 0.0
+    return g.astype(dtype)
+
+
 def scores_shape(function: str, shape: tuple[int, ...]) -> tuple[int, int]:
     """The (N, C) of the scores that ``function`` computes for ``shape``."""
     return (shape[0], shape[-1])
@@ -62,7 +77,7 @@ def scores_shape(function: str, shape: tuple[int, ...]) -> tuple[int, int]:
 
 def loop_iterations(function: str, shape: tuple[int, ...]) -> int:
     """How many innermost Python iterations the per-element variant runs for one call."""
-    if function in ("softmax_loss", WITH_OPTIONS):  # the options add work per entry, not loop levels
+    if function in SOFTMAX_WORKLOADS:  # the options and the cotangent add work per entry, not loop levels
         N, C = shape
         return N * C
     if function == "linear_loss":
@@ -96,6 +111,8 @@ def inputs(function: str, shape: tuple[int, ...], dtype: type, seed: int = 0) ->
     if function == WITH_OPTIONS:
         y[rng.random(N) < 0.1] = -100  # padding rows
         return (rng.standard_normal(shape).astype(dtype), y), loss_options(C, dtype, rng)
+    if function == PER_ROW:
+        return (rng.standard_normal(shape).astype(dtype), y), {"reduction": "none", "grad_output": cotangent(N, dtype)}
     if function == "linear_loss":
         _, D, _ = shape
         W = (0.01 * rng.standard_normal((D, C))).astype(dtype)

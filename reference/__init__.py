@@ -1,7 +1,8 @@
 """The oracles: JAX autodiff of the losses, and finite differences.
 
 The package's own six functions are the autodiff oracle (``reference.autodiff``):
-the losses of ``reference.losses`` differentiated by ``jax.value_and_grad`` and
+the losses of ``reference.losses`` differentiated by ``jax.vjp`` (the backward at a
+cotangent, eq. 54), ``jax.value_and_grad`` and
 ``jax.jacobian``, in float64 inside a local x64 context. The second, independent
 oracle is ``reference.finite_differences``, with the same six functions. Nothing
 here imports ``manual``: an oracle that shares the code it checks proves nothing.

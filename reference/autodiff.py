@@ -1,4 +1,4 @@
-"""The autodiff oracle: ``jax.value_and_grad`` and ``jax.jacobian`` of ``reference.losses``.
+"""The autodiff oracle: ``jax.vjp``, ``jax.value_and_grad`` and ``jax.jacobian`` of ``reference.losses``.
 
 Every call computes in float64 inside a local ``jax.enable_x64`` context, so
 importing or calling this module changes no global JAX setting. Results come
@@ -50,14 +50,38 @@ def _f64(a: np.ndarray) -> jax.Array:
     return jnp.asarray(a, dtype=jnp.float64)
 
 
+def _vjp(loss: Callable[..., jax.Array], argnums: tuple[int, ...]) -> Callable[..., tuple[jax.Array, Any]]:
+    """``(loss(*args), grad_output^T d loss / d args[argnums])`` by ``jax.vjp``: the backward of eq. (54).
+
+    The loss is a scalar ("mean", "sum") or the (N,) row losses ("none"); its
+    cotangent ``grad_output`` has the loss's shape. The other arguments are
+    held fixed (closed over), keywords pass through.
+    """
+
+    def value_and_vjp(*args: Any, grad_output: jax.Array, **kwargs: Any) -> tuple[jax.Array, Any]:
+        def of(*free: Any) -> jax.Array:
+            full = list(args)
+            for i, value in zip(argnums, free, strict=True):
+                full[i] = value
+            return loss(*full, **kwargs)
+
+        value, pullback = jax.vjp(of, *(args[i] for i in argnums))
+        grads = pullback(grad_output.astype(value.dtype))
+        return value, grads[0] if len(argnums) == 1 else grads
+
+    return value_and_vjp
+
+
 _softmax = jax.jit(functools.partial(jax.nn.softmax, axis=1))
 _jacobian = jax.jit(jax.jacobian(jax.nn.softmax))
-_softmax_loss = jax.jit(jax.value_and_grad(losses.softmax_loss_value), static_argnames="reduction")
+_softmax_loss = jax.jit(_vjp(losses.softmax_loss_value, (0,)), static_argnames="reduction")
 _linear_loss = jax.jit(jax.value_and_grad(losses.linear_loss_value), static_argnames="reduction")
 _two_layer_loss = jax.jit(jax.value_and_grad(losses.two_layer_loss_value))
-_linear_cross_entropy = jax.jit(
-    jax.value_and_grad(losses.linear_cross_entropy_value, argnums=(0, 1, 3)),
-    static_argnames=("reduction", "ignore_index"),
+_linear_cross_entropy_dense = jax.jit(
+    _vjp(losses.linear_cross_entropy_value, (0, 1)), static_argnames=("reduction", "ignore_index")
+)
+_linear_cross_entropy_biased = jax.jit(
+    _vjp(losses.linear_cross_entropy_value, (0, 1, 3)), static_argnames=("reduction", "ignore_index")
 )
 
 
@@ -88,24 +112,36 @@ def softmax_jacobian(x: np.ndarray) -> np.ndarray:
 @softmax_loss_entry
 @_in_float64
 def softmax_loss(
-    scores: np.ndarray, y: np.ndarray, *, reduction: str = "mean", options: LossOptions = TEXTBOOK
+    scores: np.ndarray,
+    y: np.ndarray,
+    *,
+    reduction: str = "mean",
+    options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
 ) -> tuple[Any, Any]:
-    """Loss of eqs. (2), (4), with the options of eqs. (17)-(21), and its gradient by ``jax.value_and_grad``.
+    """Loss of eqs. (2), (4), with the options of eqs. (17)-(21), and its gradient by ``jax.vjp``.
 
     ``y`` holds integer labels (N,) or soft targets (N, C); the options are
     those of ``torch.nn.functional.cross_entropy`` plus ``z_loss`` and
-    ``softcap`` (README, "Loss options").
+    ``softcap`` (README, "Loss options"). ``reduction="none"`` gives the (N,)
+    row losses of eq. (55); the gradient is the vector-Jacobian product of
+    eq. (54) at ``grad_output`` (a scalar, or one cotangent per row), and a
+    ``-inf`` score is a masked class with gradient 0 (eq. 56).
 
-    >>> import reference
+    >>> import numpy as np, reference
     >>> loss, dS = reference.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
     >>> round(loss, 6), dS.tolist()
     (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
     >>> loss, dS = reference.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, -100], ignore_index=-100)
     >>> round(loss, 6), dS.tolist()
     (0.693147, [[-0.5, 0.5], [0.0, 0.0]])
+    >>> losses, dS = reference.softmax_loss([[0.0, 0.0], [0.0, -np.inf]], [0, 0], reduction="none", grad_output=[2, 3])
+    >>> losses.round(6).tolist(), dS.tolist()
+    ([0.693147, 0.0], [[-1.0, 1.0], [0.0, 0.0]])
     """
     targets = _f64(y) if y.ndim == 2 else jnp.asarray(y)
-    return _softmax_loss(_f64(scores), targets, reduction=reduction, **_jax_options(options))
+    g = _f64(grad_output)
+    return _softmax_loss(_f64(scores), targets, reduction=reduction, grad_output=g, **_jax_options(options))
 
 
 def _jax_options(options: LossOptions) -> dict[str, Any]:
@@ -160,21 +196,29 @@ def linear_cross_entropy(
     bias: np.ndarray | None = None,
     reduction: str = "mean",
     options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
     chunk_size: int | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Linear cross-entropy, eq. (25) in its dense form, with the options of eqs. (17)-(21), by autodiff.
 
     The whole (N, V) logits ``X W + 1 b^T`` are formed, in float64, and
-    ``jax.value_and_grad`` differentiates the loss with respect to ``X``, ``W``
-    and ``b``: the oracle for every chunked implementation. ``chunk_size`` is
-    accepted for the common signature and changes nothing here.
+    ``jax.vjp`` pulls ``grad_output`` back to ``X``, ``W`` and ``b`` (eq. 54;
+    the (N,) row losses of eq. (55) for ``reduction="none"``; a ``-inf`` bias
+    masks its class, eq. 56): the oracle for every chunked implementation.
+    ``chunk_size`` is accepted for the common signature and changes nothing here.
 
     >>> import numpy as np, reference
     >>> loss, grads = reference.linear_cross_entropy(np.ones((2, 1)), np.zeros((1, 2)), [0, 1], bias=np.zeros(2))
     >>> round(loss, 6), grads["W"].tolist(), grads["b"].tolist()
     (0.693147, [[0.0, 0.0]], [0.0, 0.0])
     """
-    b = None if bias is None else _f64(bias)
-    options_ = _jax_options(options)
-    loss, (dX, dW, db) = _linear_cross_entropy(_f64(X), _f64(W), jnp.asarray(y), b, reduction, **options_)
-    return loss, {"X": dX, "W": dW} if bias is None else {"X": dX, "W": dW, "b": db}
+    options_ = {**_jax_options(options), "grad_output": _f64(grad_output)}
+    if bias is None:
+        loss, (dX, dW) = _linear_cross_entropy_dense(
+            _f64(X), _f64(W), jnp.asarray(y), None, reduction=reduction, **options_
+        )
+        return loss, {"X": dX, "W": dW}
+    loss, (dX, dW, db) = _linear_cross_entropy_biased(
+        _f64(X), _f64(W), jnp.asarray(y), _f64(bias), reduction=reduction, **options_
+    )
+    return loss, {"X": dX, "W": dW, "b": db}

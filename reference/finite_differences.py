@@ -51,14 +51,18 @@ __all__ = [
 ]
 
 STEP = 1e-3
-_STENCIL = ((2.0, -1.0), (1.0, 8.0), (-1.0, -8.0), (-2.0, 1.0))  # (offset in h, weight)
+# (offset in h, weight) of each difference f(x + offset h) - f(x - offset h): taken first, each difference is
+# exactly 0 where f does not move (a masked -inf entry, eq. 56; a row whose cotangent is 0, eq. 54), and the
+# derivative with it, not the rounding of -f + 8f - 8f + f.
+_STENCIL = ((1.0, 8.0), (2.0, -1.0))
 
 
 def central_difference(f: Callable[[np.ndarray], np.ndarray | float], x: np.ndarray, step: float = STEP) -> np.ndarray:
     """Derivative of ``f`` at ``x`` by eq. (16), one entry of ``x`` at a time.
 
     Returns an array of shape ``shape(f(x)) + shape(x)``: the gradient for a
-    scalar ``f``, the Jacobian for a vector-valued one.
+    scalar ``f``, the Jacobian for a vector-valued one. An entry of ``-inf``
+    (a masked class) stays ``-inf`` when stepped, so its derivative is exactly 0.
 
     >>> central_difference(lambda v: float(np.sum(v**3)), np.array([1.0, 2.0])).round(9).tolist()
     [3.0, 12.0]
@@ -69,8 +73,11 @@ def central_difference(f: Callable[[np.ndarray], np.ndarray | float], x: np.ndar
         original = point[index]
         total = 0.0
         for offset, weight in _STENCIL:
-            point[index] = original + offset * step
-            total = total + weight * np.asarray(f(point), dtype=np.float64)
+            values = []
+            for sign in (1.0, -1.0):
+                point[index] = original + sign * offset * step
+                values.append(np.asarray(f(point), dtype=np.float64))
+            total = total + weight * (values[0] - values[1])
         point[index] = original
         columns.append(total / (12.0 * step))
     derivative = np.stack(columns, axis=-1)
@@ -89,7 +96,8 @@ def directional_derivative(
     """
     point = np.asarray(x, dtype=np.float64)
     v = np.asarray(direction, dtype=np.float64)
-    total = sum(weight * float(f(point + offset * step * v)) for offset, weight in _STENCIL)
+    total = sum(weight * (float(f(point + offset * step * v)) - float(f(point - offset * step * v)))
+                for offset, weight in _STENCIL)  # fmt: skip
     return total / (12.0 * step)
 
 
@@ -99,26 +107,38 @@ def _softmax_rows(S: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def softmax_loss_value(S: np.ndarray, y: np.ndarray, reduction: str = "mean", options: LossOptions = TEXTBOOK) -> float:
-    """Eqs. (4), (15), (17)-(21) in NumPy float64, the loss that eq. (16) differentiates.
+def softmax_loss_value(
+    S: np.ndarray, y: np.ndarray, reduction: str = "mean", options: LossOptions = TEXTBOOK
+) -> float | np.ndarray:
+    """Eqs. (4), (15), (17)-(21), (55)-(56) in NumPy float64, the loss that eq. (16) differentiates.
 
     Each row loss ``sum_j q_ij (lse_i - Z_ij)`` (eq. 19) is taken in shifted
     form, ``a_i log sum_j exp(Z_ij - m_i) - sum_j q_ij (Z_ij - m_i)``, so that no
     term of the size of ``m_i`` is added and then cancelled. A "mean" over a
     zero total weight is NaN (eq. 20); ``_differentiable_loss`` is the same
     loss with that term set to 0, whose derivative is the convention's zero.
+    ``reduction="none"`` gives the (N,) row losses of eq. (55). A score of
+    ``-inf`` is a masked class (eq. 56): it adds nothing, and ``-inf + h`` is
+    still ``-inf``, so a difference quotient there is exactly 0.
+
+    >>> softmax_loss_value(np.array([[0.0, 0.0, -np.inf], [1.0, 1.0, 1.0]]), np.array([0, 2]), "none").round(4)
+    array([0.6931, 1.0986])
     """
     value, undefined = _differentiable_loss(S, y, reduction, options)
     return float("nan") if undefined else value
 
 
-def _differentiable_loss(S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions) -> tuple[float, bool]:
+def _differentiable_loss(
+    S: np.ndarray, y: np.ndarray, reduction: str, options: LossOptions
+) -> tuple[float | np.ndarray, bool]:
     N, C = S.shape
     c = options.softcap
-    Z = S if c is None else c * np.tanh(S / c)  # eq. (17)
-    m = Z.max(axis=1, keepdims=True)
+    masked = np.isneginf(S)
+    Z = S if c is None else np.where(masked, -np.inf, c * np.tanh(np.where(masked, 0.0, S) / c))  # eq. (17), (56)
+    m = Z.max(axis=1, keepdims=True)  # finite: every row keeps a class (the contract checks)
     shifted = Z - m
     log_sums = np.log(np.exp(shifted).sum(axis=1))
+    shifted = np.where(masked, 0.0, shifted)  # a masked class carries no target mass: its term is 0, not 0 * -inf
     w = np.ones(C) if options.weight is None else np.asarray(options.weight, dtype=np.float64)
     e = options.label_smoothing
     if y.ndim == 2:
@@ -130,10 +150,13 @@ def _differentiable_loss(S: np.ndarray, y: np.ndarray, reduction: str, options: 
         labels = np.where(kept > 0, y, 0)
         q = (e / C) * np.tile(w, (N, 1))  # eq. (18), integer labels
         q[np.arange(N), labels] += (1 - e) * w[labels]
+        q *= kept[:, None]
         denominator = float(np.sum(kept * w[labels]))
-    row_losses = q.sum(axis=1) * log_sums - np.sum(q * shifted, axis=1)  # eq. (19)
-    cross_entropy = float(np.sum(kept * row_losses))
-    penalty = options.z_loss * float(np.sum(kept * (m[:, 0] + log_sums) ** 2)) if options.z_loss else 0.0  # eq. (21)
+    row_losses = kept * (q.sum(axis=1) * log_sums - np.sum(q * shifted, axis=1))  # eq. (19)
+    penalties = options.z_loss * kept * (m[:, 0] + log_sums) ** 2 if options.z_loss else np.zeros(N)  # eq. (21)
+    if reduction == "none":  # eq. (55): each row's loss, nothing divided
+        return row_losses + penalties, False
+    cross_entropy, penalty = float(np.sum(row_losses)), float(np.sum(penalties))
     if reduction == "sum":
         return cross_entropy + penalty, False
     undefined = denominator == 0
@@ -184,25 +207,49 @@ def softmax_jacobian(x: np.ndarray) -> np.ndarray:
     return central_difference(lambda v: _softmax_rows(v[None, :])[0], _f64(x))
 
 
+def _contracted(
+    loss: Callable[[np.ndarray], float | np.ndarray], grad_output: float | np.ndarray
+) -> Callable[[np.ndarray], float]:
+    """The scalar ``g . l(x)`` whose gradient is the vector-Jacobian product of eq. (54).
+
+    ``l`` is a scalar loss ("mean", "sum", ``g`` a number) or the (N,) row
+    losses ("none", ``g`` one cotangent per row).
+    """
+    g = np.asarray(grad_output, dtype=np.float64)
+    return lambda x: float(np.sum(g * np.asarray(loss(x), dtype=np.float64)))
+
+
 @softmax_loss_entry
 def softmax_loss(
-    scores: np.ndarray, y: np.ndarray, *, reduction: str = "mean", options: LossOptions = TEXTBOOK
-) -> tuple[float, np.ndarray]:
-    """Loss of eqs. (2), (4), with the options of eqs. (17)-(21), and dL/dscores by central differences.
+    scores: np.ndarray,
+    y: np.ndarray,
+    *,
+    reduction: str = "mean",
+    options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
+) -> tuple[float | np.ndarray, np.ndarray]:
+    """Loss of eqs. (2), (4), with the options of eqs. (17)-(21), and its gradient by central differences.
+
+    The gradient is that of ``grad_output . loss`` (eq. 54): a scalar
+    cotangent for "mean" and "sum", one per row for the row losses of "none"
+    (eq. 55); a masked (``-inf``) score gets exactly 0 (eq. 56).
 
     >>> from reference import finite_differences as fd
     >>> loss, dS = fd.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
     >>> round(loss, 6), dS.round(9).tolist()
     (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
+    >>> losses, dS = fd.softmax_loss([[0.0, 0.0], [0.0, -np.inf]], [0, 0], reduction="none", grad_output=[2, 3])
+    >>> losses.round(6).tolist(), dS.round(9).tolist()
+    ([0.693147, 0.0], [[-1.0, 1.0], [0.0, 0.0]])
     """
     S = _f64(scores)
     targets = _f64(y) if y.ndim == 2 else y
     options = options.astype(np.dtype(np.float64))
 
-    def loss_of(s: np.ndarray) -> float:
+    def loss_of(s: np.ndarray) -> float | np.ndarray:
         return _differentiable_loss(s, targets, reduction, options)[0]
 
-    return softmax_loss_value(S, targets, reduction, options), central_difference(loss_of, S)
+    return softmax_loss_value(S, targets, reduction, options), central_difference(_contracted(loss_of, grad_output), S)
 
 
 @linear_loss_entry
@@ -262,13 +309,16 @@ def linear_cross_entropy(
     bias: np.ndarray | None = None,
     reduction: str = "mean",
     options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
     chunk_size: int | None = None,
-) -> tuple[float, dict[str, np.ndarray]]:
-    """Linear cross-entropy of eq. (25), dense, and dL/dX, dL/dW, dL/db by central differences (eq. 16).
+) -> tuple[float | np.ndarray, dict[str, np.ndarray]]:
+    """Linear cross-entropy of eq. (25), dense, and its X, W, b gradients by central differences (eq. 16).
 
     The loss is ``softmax_loss_value`` of the full logits ``X W + 1 b^T`` in
-    float64; each gradient entry costs four evaluations, so this oracle is for
-    small cases. ``chunk_size`` is accepted for the common signature and
+    float64 (the row losses of eq. 55 for "none"; a ``-inf`` bias masks its
+    class, eq. 56), and the gradients are those of ``grad_output . loss``
+    (eq. 54). Each gradient entry costs four evaluations, so this oracle is
+    for small cases. ``chunk_size`` is accepted for the common signature and
     changes nothing here.
 
     >>> import numpy as np
@@ -280,16 +330,16 @@ def linear_cross_entropy(
     point = {"X": _f64(X), "W": _f64(W)} | ({} if bias is None else {"b": _f64(bias)})
     options = options.astype(np.dtype(np.float64))
 
-    def loss_at(values: dict[str, np.ndarray]) -> float:
+    def loss_at(values: dict[str, np.ndarray]) -> float | np.ndarray:
         S = values["X"] @ values["W"] + (values["b"] if "b" in values else 0.0)
         return _differentiable_loss(S, y, reduction, options)[0]
 
     grads = {}
     for key in point:
 
-        def loss_of(value: np.ndarray, key: str = key) -> float:
+        def loss_of(value: np.ndarray, key: str = key) -> float | np.ndarray:
             return loss_at({**point, key: value})
 
-        grads[key] = central_difference(loss_of, point[key])
+        grads[key] = central_difference(_contracted(loss_of, grad_output), point[key])
     S = point["X"] @ point["W"] + (point["b"] if "b" in point else 0.0)
     return softmax_loss_value(S, y, reduction, options), grads
