@@ -530,10 +530,10 @@ def _softmax_loss_on_device(
     check_layout({"scores": S}, y, weight, C)
     g, g_given = _cotangent_on_device(grad_output, reduction, N, dtype)
     check = functools.partial(_check_scores, ignore_index=checked.ignore_index, C=C,
-                              label_smoothing=checked.label_smoothing, grad_output=(g, g_given))  # fmt: skip
+                              label_smoothing=checked.label_smoothing)  # fmt: skip
     if sharded.spans_devices(S, y, weight, g_given):  # on a device mesh: eqs. (45)-(51), manual/sharded.py
         return sharded.softmax_loss(
-            S, y, weight, checked, dtype, reduction=reduction, stable=stable, check=check, grad_output=g
+            S, y, weight, checked, dtype, reduction=reduction, stable=stable, check=check, grad_output=(g, g_given)
         )
     normalise = reduction == "mean" and y.ndim == 1
     cast_weight, weight_valid = _class_weight_on_device(weight, normalise, dtype)
@@ -551,7 +551,7 @@ def _softmax_loss_on_device(
             plain=checked.plain and weight is None and y.ndim == 1,
         )
     if not valid:  # the one value that comes to the host; the exact search runs only for bad input
-        check(S, y, weight)
+        check(S, y, weight, grad_output=(g, g_given))
         raise ValueError("the inputs hold a value the contract refuses")  # not reached: the search names it
     return loss, dS
 
@@ -939,14 +939,14 @@ def linear_cross_entropy(
     options = check_options(
         W.shape[1], ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
     )
-    _check_linear_layout_on_device(X, W, y, bias, weight)
     g, g_given = _cotangent_on_device(grad_output, reduction, X.shape[0], dtype)
-    check = functools.partial(_check_on_device, label_smoothing=options.label_smoothing, grad_output=(g, g_given))
+    check = functools.partial(_check_on_device, label_smoothing=options.label_smoothing)
     if sharded.spans_devices(X, W, y, bias, weight, g_given):  # on a device mesh: eqs. (45)-(53), manual/sharded.py
         return sharded.linear_cross_entropy(
             X, W, y, bias, weight, options, dtype, reduction=reduction, chunk_size=chunk_size, check=check,
-            grad_output=g,
+            grad_output=(g, g_given),
         )  # fmt: skip
+    _check_linear_layout_on_device(X, W, y, bias, weight)
     cast_weight, weight_valid = _class_weight_on_device(weight, reduction == "mean", dtype)
     with jax.enable_x64(dtype == np.float64):
         loss, dX, dW, db, valid = _linear_cross_entropy_checked(
@@ -963,6 +963,6 @@ def linear_cross_entropy(
             chunk_size=chunk_size,
         )
     if not valid:  # the one value that comes to the host; the exact search runs only for bad input
-        check(X, W, y, bias, weight, options.ignore_index)
+        check(X, W, y, bias, weight, options.ignore_index, grad_output=(g, g_given))
         raise ValueError("the inputs hold a value the contract refuses")  # not reached: the search names it
     return loss, {"X": dX, "W": dW} | ({} if bias is None else {"b": db})

@@ -401,25 +401,26 @@ def linear_cross_entropy(
     reduction: str,
     chunk_size: int | None,
     check: Callable[..., None],
-    grad_output: jax.Array,
+    grad_output: tuple[jax.Array, jax.Array | None],
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """``compiled.linear_cross_entropy`` for arrays on a mesh: laid out, ``check``-ed, cast, computed, handed back.
 
-    ``grad_output`` is the cotangent in ``dtype`` (eq. 54): (N,), split like ``y``, for "none"; else 0-d.
+    ``grad_output`` is the cotangent in ``dtype`` (eq. 54), (N,) and split like ``y`` for "none", else 0-d,
+    beside the ``jax.Array`` it came from (or None), for ``check``.
     """
     none = reduction == "none"
     layout = layout_of(
-        rows={"X": (X, 0), "y": (y, 0), **({"grad_output": (grad_output, 0)} if none else {})},
+        rows={"X": (X, 0), "y": (y, 0), **({"grad_output": (grad_output[1], 0)} if none else {})},
         columns={"W": (W, 1), "bias": (bias, 0), "weight": (weight, 0)},
         fixed={"X": (X, 1), "W": (W, 0)},
     )
     mesh, batch, vocab = layout.mesh, layout.batch, layout.vocab
     X, y = place(X, mesh, P(batch, None)), place(y, mesh, P(batch))
     W, bias, weight = place(W, mesh, P(None, vocab)), place(bias, mesh, P(vocab)), place(weight, mesh, P(vocab))
+    g, given = _placed_cotangent(grad_output, mesh, P(batch) if none else P())
     with jax.set_mesh(mesh):  # the Auto twin, also inside a caller's jax.set_mesh
-        check(X, W, y, bias, weight, options.ignore_index)
+        check(X, W, y, bias, weight, options.ignore_index, grad_output=(g, given))
     with jax.set_mesh(mesh), jax.enable_x64(dtype == np.float64):
-        g = place(grad_output, mesh, P(batch) if none else P())
         X, W, bias, weight = (None if a is None else a.astype(dtype) for a in (X, W, bias, weight))
         loss, dX, dW, db = linear_cross_entropy_core(
             X, W, y, bias, weight, *scalar_options(options, dtype), layout=layout, ignore_index=options.ignore_index,
@@ -429,6 +430,15 @@ def linear_cross_entropy(
     grads = {"X": place(dX, home, P(batch, None)), "W": place(dW, home, P(None, vocab))}
     loss = place(loss, home, P(batch) if none else P())
     return loss, grads | ({} if bias is None else {"b": place(db, home, P(vocab))})
+
+
+def _placed_cotangent(
+    grad_output: tuple[jax.Array, jax.Array | None], mesh: Mesh, spec: P
+) -> tuple[jax.Array, jax.Array | None]:
+    """The cotangent and the array it came from, both on the Auto twin ``mesh`` (no copy), in their own widths."""
+    cast, given = grad_output
+    with jax.enable_x64(cast.dtype.itemsize == 8 or (given is not None and given.dtype.itemsize == 8)):
+        return place(cast, mesh, spec), place(given, mesh, spec)
 
 
 def scalar_options(options: LossOptions, dtype: Any) -> tuple[Any, Any, Any]:
@@ -521,30 +531,31 @@ def softmax_loss(
     reduction: str,
     stable: bool,
     check: Callable[..., None],
-    grad_output: jax.Array,
+    grad_output: tuple[jax.Array, jax.Array | None],
 ) -> tuple[jax.Array, jax.Array]:
     """``compiled.softmax_loss`` for scores on a mesh: laid out, ``check``-ed, cast, computed, handed back.
 
-    ``grad_output`` is the cotangent in the computing dtype (eq. 54): (N,), split like ``y``, for "none".
+    ``grad_output`` is the cotangent in the computing dtype (eq. 54), (N,) and split like ``y`` for "none",
+    beside the ``jax.Array`` it came from (or None), for ``check``.
     """
     if not stable:
         raise ValueError("stable=False (the literal formula without the max shift) runs on one device only; "
                          "on a mesh the row max is all-reduced first (eq. 46)")  # fmt: skip
     soft, none = y.ndim == 2, reduction == "none"
     layout = layout_of(
-        rows={"scores": (S, 0), "y": (y, 0), **({"grad_output": (grad_output, 0)} if none else {})},
+        rows={"scores": (S, 0), "y": (y, 0), **({"grad_output": (grad_output[1], 0)} if none else {})},
         columns={"scores": (S, 1), "weight": (weight, 0), **({"y": (y, 1)} if soft else {})},
         fixed={},
     )
     mesh, batch, vocab = layout.mesh, layout.batch, layout.vocab
     S, weight = place(S, mesh, P(batch, vocab)), place(weight, mesh, P(vocab))
     y = place(y, mesh, P(batch, vocab) if soft else P(batch))
+    g, given = _placed_cotangent(grad_output, mesh, P(batch) if none else P())
     with jax.set_mesh(mesh):  # the Auto twin, also inside a caller's jax.set_mesh
-        check(S, y, weight)
+        check(S, y, weight, grad_output=(g, given))
     with jax.set_mesh(mesh), jax.enable_x64(dtype == np.float64):
         S, weight = S.astype(dtype), None if weight is None else weight.astype(dtype)
         y = y.astype(dtype) if soft else y
-        g = place(grad_output, mesh, P(batch) if none else P())
         loss, dS = softmax_loss_core(
             S, y, weight, *scalar_options(options, dtype), layout=layout, ignore_index=options.ignore_index,
             reduction=reduction, grad_output=g,
