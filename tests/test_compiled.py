@@ -427,6 +427,7 @@ def test_softmax_loss_none_and_its_vjp_match_the_direct_formula(name, masked, dt
         y = np.where(np.arange(len(y)) % 3 == 2, -100, y)
     if masked:
         S = _masked(S, np.where(y < 0, 0, y))
+        S[y < 0, 0] = -np.inf  # an ignored row's stand-in label 0 masked: its loss is 0, not 0 * inf
     expected_losses, expected_dS = direct_vjp(S.astype(dtype), y, g.astype(dtype), **options)
     args = (S.astype(dtype), y, g.astype(dtype))
     if device:
@@ -461,8 +462,8 @@ LIN_N, LIN_D, LIN_V, LIN_PAD = 6, 3, 7, 4
 LIN_RNG = np.random.default_rng(43)
 LIN_X, LIN_W = LIN_RNG.standard_normal((LIN_N, LIN_D)), LIN_RNG.standard_normal((LIN_D, LIN_V + LIN_PAD))
 LIN_B = np.r_[LIN_RNG.standard_normal(LIN_V), np.full(LIN_PAD, -np.inf)]
-LIN_B[[2, 5]] = -np.inf
-LIN_Y = np.array([0, 3, 6, -100, 1, 4])
+LIN_B[[0, 2, 5]] = -np.inf  # class 0 too: the stand-in label of the ignored row 3
+LIN_Y = np.array([1, 3, 6, -100, 1, 4])
 LIN_G = LIN_RNG.standard_normal(LIN_N)
 LIN_OPTIONS = {"ignore_index": -100, "z_loss": 0.02, "softcap": 2.5}
 LIN_WEIGHT = np.r_[np.linspace(0.5, 1.5, LIN_V), np.ones(LIN_PAD)]
@@ -477,8 +478,11 @@ def test_a_scalar_cotangent_scales_the_gradient_and_not_the_loss():
         loss_g, dS_g = compiled.softmax_loss(S, y, weight=weight, grad_output=g, **options)
         lce_1, grads_1 = compiled.linear_cross_entropy(X, W, y, weight=weight, chunk_size=3, **options)
         lce_g, grads_g = compiled.linear_cross_entropy(X, W, y, weight=weight, chunk_size=3, grad_output=g, **options)
-    assert float(loss_g) == float(loss_1) and float(lce_g) == float(lce_1)
+    plain_1, dS_plain_1 = compiled.softmax_loss(*_vjp_inputs()[:2])  # the plain program (eqs. 4, 6) on the host
+    plain_g, dS_plain_g = compiled.softmax_loss(*_vjp_inputs()[:2], grad_output=-2.75)
+    assert float(loss_g) == float(loss_1) and float(lce_g) == float(lce_1) and plain_g == plain_1
     assert np.allclose(np.asarray(dS_g), -2.75 * np.asarray(dS_1), rtol=1e-14, atol=0)
+    assert np.allclose(dS_plain_g, -2.75 * dS_plain_1, rtol=1e-14, atol=0)
     for key in ("X", "W"):  # dX as well as dW: a VJP that scales the parameters' gradient alone fails here
         assert np.allclose(np.asarray(grads_g[key]), -2.75 * np.asarray(grads_1[key]), rtol=1e-14, atol=0)
 
@@ -486,7 +490,7 @@ def test_a_scalar_cotangent_scales_the_gradient_and_not_the_loss():
 def test_linear_cross_entropy_none_with_a_one_hot_cotangent_is_that_row_alone():
     # "none" at g = e_i gives row i's loss and the gradient of row i alone (the batch's "sum" with every other
     # row ignored): each row's gradient is its own, not grad_output[0]'s, and dW, db see the one row. On the
-    # device, with two classes masked by the bias.
+    # device, with three classes masked by the bias.
     X, W, b, y = LIN_X, LIN_W[:, :LIN_V], LIN_B[:LIN_V], LIN_Y
     options = {**LIN_OPTIONS, "weight": LIN_WEIGHT[:LIN_V]}
     for i in (1, 4):
@@ -502,7 +506,7 @@ def test_linear_cross_entropy_none_with_a_one_hot_cotangent_is_that_row_alone():
         assert np.asarray(losses)[3] == 0 and np.isclose(np.asarray(losses)[i], row_loss, rtol=1e-13)
         for key in ("X", "W", "b"):
             assert np.allclose(np.asarray(grads[key]), row[key], rtol=1e-13, atol=1e-16)
-        assert np.all(np.asarray(grads["W"])[:, [2, 5]] == 0) and np.all(np.asarray(grads["b"])[[2, 5]] == 0)
+        assert np.all(np.asarray(grads["W"])[:, [0, 2, 5]] == 0) and np.all(np.asarray(grads["b"])[[0, 2, 5]] == 0)
 
 
 def test_padding_the_vocabulary_with_masked_classes_changes_nothing():
