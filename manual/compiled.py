@@ -22,13 +22,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from manual import sharded
-from manual._on_device import check_layout, check_on_device, is_device_call, values_are_valid
+from manual._on_device import (
+    check_cotangent_layout,
+    check_cotangent_on_device,
+    check_layout,
+    check_on_device,
+    cotangent_is_valid,
+    is_device_call,
+    masks_are_valid,
+    values_are_valid,
+)
 from manual._options import class_chunk_width
 from softmax_grad.contract import (
+    LOSS_REDUCTIONS,
     TEXTBOOK,
     LossOptions,
     check_chunk_size,
     check_flag,
+    check_grad_output,
     check_linear_layout,
     check_options,
     check_reduction,
@@ -73,8 +84,10 @@ def _merge(a: tuple[jax.Array, jax.Array], b: tuple[jax.Array, jax.Array]) -> tu
     """Merge two partial (max m, sum of exp(s - m)) pairs: rescale both sums to the larger max."""
     (m1, s1), (m2, s2) = a, b
     m = jnp.maximum(m1, m2)
-    # An empty part is (-inf, 0); where() keeps its exp(-inf - -inf) = nan out of the sum.
-    return m, jnp.where(s1 == 0, 0.0, s1 * jnp.exp(m1 - m)) + jnp.where(s2 == 0, 0.0, s2 * jnp.exp(m2 - m))
+    # An empty part (-inf, 0) and a masked class (-inf, 1) (eq. 56) add 0: where() keeps their
+    # exp(-inf - -inf) = nan out of the sum when both parts are -inf.
+    first = jnp.where(jnp.isneginf(m1), 0.0, s1 * jnp.exp(m1 - m))
+    return m, first + jnp.where(jnp.isneginf(m2), 0.0, s2 * jnp.exp(m2 - m))
 
 
 def row_max_and_sum(S: jax.Array, one_pass: bool) -> tuple[jax.Array, jax.Array]:
@@ -110,11 +123,27 @@ def _online_others(S: jax.Array, Y: jax.Array, S_y: jax.Array) -> tuple[jax.Arra
     return m, jnp.where(s_others == 0, 0, s_others * jnp.exp(m_others - m[:, 0]))[:, None]
 
 
+def _cotangent(grad_output: jax.Array | None, dtype: Any) -> jax.Array:
+    """The loss's cotangent ``g`` of eq. (54) as an array of ``dtype``; None is 1. It is multiplied in always,
+    never skipped where it is 1 (a backward that skips it at 1 passes every test that uses 1 and nothing else)."""
+    return jnp.ones((), dtype) if grad_output is None else jnp.asarray(grad_output, dtype)
+
+
 @functools.partial(jax.jit, static_argnames=("reduction", "stable", "one_pass"))
 def softmax_loss_core(
-    S: jax.Array, y: jax.Array, reduction: str = "mean", stable: bool = True, one_pass: bool | None = None
+    S: jax.Array,
+    y: jax.Array,
+    reduction: str = "mean",
+    stable: bool = True,
+    one_pass: bool | None = None,
+    grad_output: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """Loss (eqs. 4, 15) and ``dS = scale (P - Y)`` (eq. 6), ``scale = 1/N`` for ``"mean"``.
+    """Loss (eqs. 4, 15) and ``dS = g scale (P - Y)`` (eqs. 6, 54), ``scale = 1/N`` for ``"mean"``.
+
+    ``reduction="none"`` returns the (N,) row losses (eq. 55) and takes an
+    (N,) cotangent ``g`` (``grad_output``; a scalar, default 1, otherwise).
+    A score of ``-inf`` is a masked class: ``p = 0`` and its entry of ``dS``
+    is 0 (eq. 56).
 
     The label entry ``p_y - 1`` is eq. (30)'s ``-(sum_{j != y} exp(s_j - m)) / sums``,
     a quotient with no subtraction in it: the ``exp`` pass skips the label
@@ -124,6 +153,7 @@ def softmax_loss_core(
     default one pass on accelerators and two on the CPU.
     """
     scale = 1.0 / S.shape[0] if reduction == "mean" else 1.0
+    g = _cotangent(grad_output, S.dtype)
     if one_pass is None:
         one_pass = jax.default_backend() != "cpu"
     Y = y[:, None] == jnp.arange(S.shape[1])  # fused into the loops that use it, never stored
@@ -132,7 +162,7 @@ def softmax_loss_core(
         E = jnp.exp(jnp.where(Y, -jnp.inf, S))
         others, E_y = jnp.sum(E, axis=1, keepdims=True), jnp.exp(S_y)
         sums = others + E_y
-        loss = -jnp.sum(jnp.log(E_y / sums))  # eq. (2) as written
+        row_losses = -jnp.log(E_y / sums)[:, 0]  # eq. (2) as written
     else:
         if one_pass:
             shift, others = _online_others(S, Y, S_y)
@@ -144,12 +174,30 @@ def softmax_loss_core(
         E_y = jnp.exp(S_y - shift)
         sums = others + E_y
         # eq. (15); S_y - shift first, exact when S_y is the max (log(sums) + shift would round at |shift|)
-        loss = jnp.sum(_log_sums(others, E_y) - (S_y - shift))
+        row_losses = (_log_sums(others, E_y) - (S_y - shift))[:, 0]
     # XLA on the CPU divides by multiplying with 1/sums and flushes a subnormal 1/sums to 0.
     # With the shift sums >= 1, so that never happens; the literal formula (stable=False)
     # therefore fails a little earlier here than in NumPy: once sums > 4.5e307 (score 708.4).
     P_minus_Y = jnp.where(Y, -others / sums, E / sums)  # eqs. (6), (30)
-    return scale * loss, scale * P_minus_Y
+    if reduction == "none":
+        return row_losses, g[:, None] * P_minus_Y  # eqs. (54), (55)
+    return scale * jnp.sum(row_losses), (g * scale) * P_minus_Y  # eq. (54): g scales the gradient only
+
+
+def _capped(S: jax.Array, softcap: jax.Array | None) -> jax.Array:
+    """Eq. (17), ``c tanh(S / c)``, keeping a masked class at ``-inf`` (eq. 56): ``tanh`` would make it ``-c``."""
+    return S if softcap is None else jnp.where(jnp.isneginf(S), -jnp.inf, softcap * jnp.tanh(S / softcap))
+
+
+def _cap_chain(dZ: jax.Array, Z: jax.Array, softcap: jax.Array | None) -> jax.Array:
+    """Eq. (17)'s chain factor ``1 - (Z/c)^2``; 0 at a masked class, where the factor is ``-inf`` and dZ is 0."""
+    return dZ if softcap is None else jnp.where(jnp.isneginf(Z), 0, dZ * (1 - jnp.square(Z / softcap)))
+
+
+def _unmasked(A: jax.Array) -> jax.Array:
+    """``A`` with its ``-inf`` entries (masked classes, eq. 56) as 0, for a product whose other factor is 0
+    there (no target mass, no smoothing on a masked class): 0 * -inf would be NaN."""
+    return jnp.where(jnp.isneginf(A), 0, A)
 
 
 @functools.partial(jax.jit, static_argnames=("reduction", "stable", "ignore_index"))
@@ -163,10 +211,15 @@ def softmax_loss_options_core(
     ignore_index: int | None = None,
     reduction: str = "mean",
     stable: bool = True,
+    grad_output: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """Loss and dS with the options of eqs. (17)-(24), by row coefficients.
+    """Loss and dS with the options of eqs. (17)-(24), by row coefficients, and the cotangent of eq. (54).
 
-    ``dZ_i = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24). For integer
+    ``dZ_i = r_i (a_i p_i - q_i) + 2 z u_i lse_i p_i`` (eq. 24), with ``r_i``
+    and ``u_i`` times the cotangent ``g_i`` (eq. 54) for the gradient and as
+    they are for the loss; "none" gives the (N,) row losses of eq. (55)
+    (``r_i = u_i = k_i``). Masked classes (``-inf``) get ``p = 0`` and a zero
+    gradient (eq. 56). For integer
     labels ``q`` is a comparison and a broadcast inside XLA's output loop, and
     the label's entry is an (N,) vector apart: ``a p_y - q_y`` is taken as
     ``(1-e) w_y (p_y - 1) + (e/C)(p_y sum_j w_j - w_y)`` with eq. (30)'s
@@ -175,7 +228,8 @@ def softmax_loss_options_core(
     N, C = S.shape
     e, z = label_smoothing, z_loss
     w = jnp.ones(C, S.dtype) if weight is None else weight
-    Z = S if softcap is None else softcap * jnp.tanh(S / softcap)  # eq. (17)
+    g = _cotangent(grad_output, S.dtype)
+    Z = _capped(S, softcap)  # eq. (17)
     shift = jnp.max(Z, axis=1, keepdims=True) if stable else jnp.zeros((N, 1), S.dtype)
     shifted = Z - shift
     if y.ndim == 2:
@@ -192,11 +246,11 @@ def softmax_loss_options_core(
         r = jnp.where(denominator > 0, kept / jnp.where(denominator > 0, denominator, 1), 0)  # eq. (20); 0 if D_n = 0
         u = kept / jnp.maximum(jnp.sum(kept), 1)  # eq. (21)
     else:
-        r = u = kept
+        r = u = kept  # "sum", and "none" (eq. 55)
     if y.ndim == 2:
         log_sums = jnp.log(jnp.sum(jnp.exp(shifted), axis=1))
         a = jnp.sum(q, axis=1)
-        row_losses = a * log_sums - jnp.sum(q * shifted, axis=1)  # eq. (19), shifted form
+        row_losses = a * log_sums - jnp.sum(q * _unmasked(shifted), axis=1)  # eq. (19), shifted form
     else:  # eq. (30): the exp pass skips the label, whose term is added from the gathered shifted_y
         shifted_y = jnp.take_along_axis(shifted, labels[:, None], axis=1)[:, 0]
         E = jnp.exp(jnp.where(Y, -jnp.inf, shifted))
@@ -205,11 +259,17 @@ def softmax_loss_options_core(
         log_sums = _log_sums(others, jnp.exp(shifted_y))
         w_total = jnp.sum(w)
         a = (1 - e) * w_y + (e / C) * w_total  # eq. (18) summed over j
-        row_losses = a * log_sums - ((1 - e) * w_y * shifted_y + (e / C) * (shifted @ w))  # eq. (19), shifted form
+        row_losses = a * log_sums - ((1 - e) * w_y * shifted_y + (e / C) * (_unmasked(shifted) @ w))  # eq. (19)
+        # An ignored row's stand-in label 0 may be a masked class (shifted_y = -inf): its loss is 0, not 0 * inf.
+        row_losses = jnp.where(kept > 0, row_losses, 0)
     lse = shift[:, 0] + log_sums
-    loss = jnp.sum(r * row_losses) + jnp.where(z > 0, z * jnp.sum(u * lse * lse), 0.0)  # eq. (21); no 0 * inf
+    if reduction == "none":
+        loss = r * row_losses + jnp.where(z > 0, z * u * lse * lse, 0.0)  # eq. (55); no 0 * inf
+    else:
+        loss = jnp.sum(r * row_losses) + jnp.where(z > 0, z * jnp.sum(u * lse * lse), 0.0)  # eq. (21); no 0 * inf
     if reduction == "mean":
         loss = jnp.where(denominator > 0, loss, jnp.nan)
+    r, u = r * g, u * g  # eq. (54): the cotangent scales the row factors of the gradient, and nothing else
     z_coef = 2 * z * u * lse  # eq. (24): the z-loss term's coefficient of p_i, added apart so that it keeps its digits
     if y.ndim == 2:
         P = jnp.exp(shifted - log_sums[:, None])
@@ -220,9 +280,7 @@ def softmax_loss_options_core(
         label = r * ((1 - e) * w_y * (-others / sums) + (e / C) * (w_total * p_y - w_y)) + z_coef * p_y  # eq. (30)
         others_entries = (r * a)[:, None] * P - (r * (e / C))[:, None] * w + z_coef[:, None] * P  # eq. (24), j != y
         dZ = jnp.where(Y, label[:, None], others_entries)
-    if softcap is not None:
-        dZ = dZ * (1 - jnp.square(Z / softcap))  # eq. (17)'s chain factor
-    return loss, dZ
+    return loss, _cap_chain(dZ, Z, softcap)  # eq. (17)'s chain factor
 
 
 def _l2_penalty(reg: jax.Array, *weights: jax.Array) -> jax.Array:
@@ -292,12 +350,14 @@ def _softmax_loss_on_host(
     *,
     reduction: str = "mean",
     options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
     stable: bool = True,
-) -> tuple[float, np.ndarray]:
-    """NumPy in, NumPy out: the cores in the scores' dtype (eqs. 4, 6; with options, 17-24)."""
-    if options.plain and y.ndim == 1:
-        return _on_host(scores.dtype, softmax_loss_core, scores, y, reduction=reduction, stable=stable)
+) -> tuple[Any, np.ndarray]:
+    """NumPy in, NumPy out: the cores in the scores' dtype (eqs. 4, 6; with options, 17-24; the VJP, 54-56)."""
     dtype = scores.dtype
+    g = np.asarray(grad_output, dtype)
+    if options.plain and y.ndim == 1:
+        return _on_host(dtype, softmax_loss_core, scores, y, reduction=reduction, stable=stable, grad_output=g)
     return _on_host(
         dtype,
         softmax_loss_options_core,
@@ -310,6 +370,7 @@ def _softmax_loss_on_host(
         ignore_index=options.ignore_index,
         reduction=reduction,
         stable=stable,
+        grad_output=g,
     )
 
 
@@ -318,6 +379,7 @@ def softmax_loss(
     y: Any,
     *,
     reduction: str = "mean",
+    grad_output: Any = None,
     weight: Any = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
@@ -328,20 +390,26 @@ def softmax_loss(
     """Softmax cross-entropy loss and ``dS = (P - Y) / N`` (eqs. 4, 6), compiled by XLA; NumPy or device arrays.
 
     The label entry is eq. (30), free of cancellation. ``reduction="sum"``
-    drops the ``1/N``; ``stable=False`` is the post's literal formula, which
+    drops the ``1/N``; ``reduction="none"`` returns the (N,) row losses
+    (eq. 55). ``dS`` is the VJP at ``grad_output`` (eq. 54): a scalar
+    (default 1) for "mean" and "sum", an (N,) array (default ones) for
+    "none", which scales each row's gradient and not the loss. A score of
+    ``-inf`` is a masked class: probability 0, gradient 0 (eq. 56).
+    ``stable=False`` is the post's literal formula, which
     breaks down past a score of about 708.4 in float64 (87.3 in float32): XLA
     flushes the then subnormal ``1/sum`` to zero. With options (weights,
     ignore_index, smoothing, soft targets, z-loss, soft-capping), eqs. (17)-(24).
 
-    NumPy in, NumPy out (a Python float loss). If ``scores``, ``y`` or ``weight``
-    is a ``jax.Array``, everything stays on the device and the results are
-    ``jax.Array``, the loss 0-d: the value checks run inside the compiled
+    NumPy in, NumPy out (a Python float loss, or an (N,) array for "none"). If
+    ``scores``, ``y``, ``weight`` or ``grad_output`` is a ``jax.Array``,
+    everything stays on the device and the results are ``jax.Array``, the
+    loss 0-d (or (N,)): the value checks run inside the compiled
     program, beside the loss, and only their verdict (one boolean) comes to
     the host, where a bad input raises the contract's error (``manual._on_device``).
     The call therefore waits for its result.
     Scores split over a mesh by rows, classes or both are computed where they
     lie, with the collectives of eqs. (46)-(51); ``dS`` comes back sharded
-    like the scores.
+    like the scores (and "none"'s row losses like ``y``).
 
     >>> from manual import compiled
     >>> loss, dS = compiled.softmax_loss([[0.0, 0.0], [0.0, 0.0]], [0, 1])
@@ -351,11 +419,17 @@ def softmax_loss(
     >>> loss, dS = compiled.softmax_loss(jnp.zeros((2, 2)), jnp.array([0, 1]))
     >>> isinstance(dS, jax.Array), loss.shape, round(float(loss), 6)
     (True, (), 0.693147)
+    >>> S = [[0.0, 0.0, -np.inf], [0.0, 0.0, 0.0]]  # class 2 masked in row 0
+    >>> losses, dS = compiled.softmax_loss(S, [0, 2], reduction="none", grad_output=[2, 3])
+    >>> losses.round(6).tolist(), dS.round(12).tolist()
+    ([0.693147, 1.098612], [[-1.0, 1.0, 0.0], [1.0, 1.0, -2.0]])
     """
     options = {"ignore_index": ignore_index, "label_smoothing": label_smoothing, "z_loss": z_loss, "softcap": softcap}
-    if not is_device_call(scores, y, weight):
-        return _softmax_loss_on_host(scores, y, reduction=reduction, stable=stable, weight=weight, **options)
-    return _softmax_loss_on_device(scores, y, reduction, stable, weight=weight, **options)
+    if not is_device_call(scores, y, weight, grad_output):
+        return _softmax_loss_on_host(
+            scores, y, reduction=reduction, grad_output=grad_output, stable=stable, weight=weight, **options
+        )
+    return _softmax_loss_on_device(scores, y, reduction, stable, weight=weight, grad_output=grad_output, **options)
 
 
 def _dtype(a: Any) -> np.dtype:
@@ -387,6 +461,24 @@ def _class_weight_on_device(weight: jax.Array | None, normalise: bool, dtype: np
         return _device_weight_share(source, normalise, np.dtype(dtype))
 
 
+def _cotangent_on_device(grad_output: Any, reduction: str, n: int, dtype: np.dtype) -> tuple[jax.Array, Any]:
+    """``grad_output`` for a device call: the cotangent in ``dtype`` (eq. 54) and the ``jax.Array`` it came from.
+
+    A host value (None, a number, a NumPy array) is checked by the contract's
+    ``check_grad_output`` and moved over; a ``jax.Array`` is checked from its
+    metadata here and for finiteness inside the compiled program
+    (``cotangent_is_valid``); the second result is then the original array,
+    for ``check_cotangent_on_device`` to name a bad entry, else None.
+    """
+    if not isinstance(grad_output, jax.Array):
+        with jax.enable_x64(dtype == np.float64):
+            return jnp.asarray(check_grad_output(grad_output, reduction, n, dtype), dtype), None
+    check_cotangent_layout(grad_output, reduction, n)
+    with jax.enable_x64(dtype == np.float64 or grad_output.dtype.itemsize == 8):  # a float64 g is cast, not truncated
+        cast = grad_output.astype(dtype)
+    return cast, grad_output
+
+
 @functools.partial(jax.jit, static_argnames=("ignore_index", "reduction", "stable", "plain"))
 def _softmax_loss_checked(
     S: jax.Array,
@@ -394,6 +486,7 @@ def _softmax_loss_checked(
     weight: jax.Array | None,
     weight_valid: Any,
     scalars: tuple[jax.Array, jax.Array, jax.Array | None],
+    grad_output: jax.Array,
     ignore_index: int | None,
     reduction: str,
     stable: bool,
@@ -401,17 +494,19 @@ def _softmax_loss_checked(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Loss, dS and the inputs' verdict in one compiled program: the checks share the loss's passes over ``S``."""
     if plain:
-        loss, dS = softmax_loss_core(S, y, reduction=reduction, stable=stable)
+        loss, dS = softmax_loss_core(S, y, reduction=reduction, stable=stable, grad_output=grad_output)
     else:
         loss, dS = softmax_loss_options_core(
-            S, y, weight, *scalars, ignore_index=ignore_index, reduction=reduction, stable=stable
-        )
-    valid = values_are_valid((S,), y, None, ignore_index, S.shape[1]) & weight_valid
+            S, y, weight, *scalars, ignore_index=ignore_index, reduction=reduction, stable=stable,
+            grad_output=grad_output,
+        )  # fmt: skip
+    valid = values_are_valid((S,), y, None, ignore_index, S.shape[1], masked=(True,)) & weight_valid
+    valid &= masks_are_valid(S, y, ignore_index, scalars[0]) & cotangent_is_valid(grad_output)
     return loss, dS, valid
 
 
 def _softmax_loss_on_device(
-    scores: Any, y: Any, reduction: str, stable: bool, *, weight: Any, **options: Any
+    scores: Any, y: Any, reduction: str, stable: bool, *, weight: Any, grad_output: Any, **options: Any
 ) -> tuple[jax.Array, jax.Array]:
     """``softmax_loss`` for device arrays: shapes checked from metadata, values checked inside the compiled call."""
     dtype = np.dtype(np.float32 if _dtype(scores) == np.float32 else np.float64)
@@ -428,14 +523,18 @@ def _softmax_loss_on_device(
     expected = (N, C) if jnp.issubdtype(y.dtype, jnp.floating) else (N,)
     if y.shape != expected:
         raise ValueError(f"y has shape {y.shape}, expected {expected} from the scores' shape {S.shape}")
-    reduction, stable = check_reduction(reduction), check_flag(stable, "stable")
+    reduction, stable = check_reduction(reduction, LOSS_REDUCTIONS), check_flag(stable, "stable")
     checked = check_options(C, **options)
     if y.ndim == 2 and checked.ignore_index is not None:
         raise ValueError(f"ignore_index={checked.ignore_index} applies to integer labels only; y holds soft targets")
-    if sharded.spans_devices(S, y, weight):  # on a device mesh: eqs. (45)-(51), manual/sharded.py
-        check = functools.partial(_check_scores, ignore_index=checked.ignore_index, C=C)
-        return sharded.softmax_loss(S, y, weight, checked, dtype, reduction=reduction, stable=stable, check=check)
     check_layout({"scores": S}, y, weight, C)
+    g, g_given = _cotangent_on_device(grad_output, reduction, N, dtype)
+    check = functools.partial(_check_scores, ignore_index=checked.ignore_index, C=C,
+                              label_smoothing=checked.label_smoothing)  # fmt: skip
+    if sharded.spans_devices(S, y, weight, g_given):  # on a device mesh: eqs. (45)-(51), manual/sharded.py
+        return sharded.softmax_loss(
+            S, y, weight, checked, dtype, reduction=reduction, stable=stable, check=check, grad_output=(g, g_given)
+        )
     normalise = reduction == "mean" and y.ndim == 1
     cast_weight, weight_valid = _class_weight_on_device(weight, normalise, dtype)
     with jax.enable_x64(dtype == np.float64):
@@ -445,19 +544,33 @@ def _softmax_loss_on_device(
             cast_weight,
             weight_valid,
             _scalar_options(checked, dtype),
+            g,
             ignore_index=checked.ignore_index,
             reduction=reduction,
             stable=stable,
             plain=checked.plain and weight is None and y.ndim == 1,
         )
     if not valid:  # the one value that comes to the host; the exact search runs only for bad input
-        check_on_device({"scores": S}, y, weight, checked.ignore_index, C)
+        check(S, y, weight, grad_output=(g, g_given))
         raise ValueError("the inputs hold a value the contract refuses")  # not reached: the search names it
     return loss, dS
 
 
-def _check_scores(S: jax.Array, y: jax.Array, weight: jax.Array | None, *, ignore_index: int | None, C: int) -> None:
-    check_on_device({"scores": S}, y, weight, ignore_index, C)
+def _check_scores(
+    S: jax.Array,
+    y: jax.Array,
+    weight: jax.Array | None,
+    *,
+    ignore_index: int | None,
+    C: int,
+    label_smoothing: float,
+    grad_output: tuple[jax.Array, Any],
+) -> None:
+    """The contract's checks, in its order, for device scores (``-inf`` a masked class), targets and cotangent."""
+    check_on_device({"scores": S}, y, weight, ignore_index, C, masked="scores", label_smoothing=label_smoothing)
+    cast, given = grad_output
+    if given is not None:
+        check_cotangent_on_device(given, cast)
 
 
 @linear_loss_entry
@@ -521,10 +634,6 @@ def _chunk_logits(X: jax.Array, W: jax.Array, bias: jax.Array | None, k0: Any, w
     return S if bias is None else S + jax.lax.dynamic_slice_in_dim(bias, k0, width)
 
 
-def _capped(S: jax.Array, softcap: jax.Array | None) -> jax.Array:
-    return S if softcap is None else softcap * jnp.tanh(S / softcap)  # eq. (17)
-
-
 def _lse_update(
     carry: tuple[jax.Array, jax.Array, jax.Array], Z: jax.Array, Y: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -550,16 +659,14 @@ def _chunk_gradient(
     """
     labels, w_y, _, r, _, _ = rows
     Z = _capped(S, softcap)
-    log_p = Z - lse[:, None]  # -log p_ij = lse_i - Z_ij >= 0: the loss subtracts nothing large
+    log_p = Z - lse[:, None]  # -log p_ij = lse_i - Z_ij >= 0: the loss subtracts nothing large; -inf where masked
     Y = labels[:, None] == k0 + jnp.arange(S.shape[1])  # the label's column, if in this chunk; never stored
-    row_loss = -(1 - e) * w_y * jnp.sum(jnp.where(Y, log_p, 0), axis=1) - (e / V) * (log_p @ w_k)  # eq. (19)
+    row_loss = -(1 - e) * w_y * jnp.sum(jnp.where(Y, log_p, 0), axis=1) - (e / V) * (_unmasked(log_p) @ w_k)  # (19)
     P = jnp.exp(log_p)
     P_minus_Y = jnp.where(Y, label_entry[:, None], P)  # eq. (30)
     dZ = (r * (1 - e) * w_y)[:, None] * P_minus_Y + (r * (e / V))[:, None] * (w_total * P - w_k)  # eq. (24)
     dZ = dZ + z_coef[:, None] * P  # the z-loss term added apart, so that it keeps its digits
-    if softcap is not None:
-        dZ = dZ * (1 - jnp.square(Z / softcap))  # eq. (17)'s chain factor, 1 - tanh^2
-    return dZ, row_loss
+    return _cap_chain(dZ, Z, softcap), row_loss  # eq. (17)'s chain factor, 1 - tanh^2
 
 
 @functools.partial(jax.jit, static_argnames=("ignore_index", "reduction", "chunk_size"))
@@ -575,8 +682,13 @@ def linear_cross_entropy_core(
     ignore_index: int | None = None,
     reduction: str = "mean",
     chunk_size: int | None = None,
+    grad_output: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Loss, ``dX``, ``dW``, ``db`` of eqs. (25)-(27): two ``fori_loop`` passes over class chunks.
+
+    The gradients are the VJP at ``grad_output`` (eq. 54: ``r_i``, ``u_i``
+    times ``g_i``), the loss the (N,) row losses for "none" (eq. 55); a
+    ``bias`` of ``-inf`` masks its class (eq. 56).
 
     Pass 1 carries ``(m, s)`` through eq. (26); pass 2 recomputes each chunk,
     adds ``dS^(k) W^(k)T`` into ``dX`` and writes ``X^T dS^(k)``, ``1^T dS^(k)``
@@ -592,9 +704,14 @@ def linear_cross_entropy_core(
     ones = jnp.ones(N, dtype)
     if width == V:  # the dense computation (25): three products, no recomputation
         S = X @ W if bias is None else X @ W + bias
-        loss, dS = softmax_loss_options_core(S, y, weight, e, z, softcap, ignore_index, reduction)
+        loss, dS = softmax_loss_options_core(
+            S, y, weight, e, z, softcap, ignore_index, reduction, grad_output=grad_output
+        )
         return loss, dS @ W.T, X.T @ dS, ones @ dS
-    rows = _row_factors(y, w, e, V, ignore_index, reduction, dtype)
+    g = _cotangent(grad_output, dtype)
+    rows = _row_factors(y, w, e, V, ignore_index, "sum" if reduction == "none" else reduction, dtype)
+    r, u = rows[3], rows[4]  # the loss's row factors (eqs. 20, 21); the gradient's are times g (eq. 54)
+    gradient_rows = (*rows[:3], r * g, u * g, rows[5])
     full, tail = divmod(V, width)
     tail_start = full * width
 
@@ -615,14 +732,14 @@ def linear_cross_entropy_core(
     sums = others + jnp.exp(z_y - m)
     lse = m + _log_sums(others, jnp.exp(z_y - m))
     label_entry = -others / sums  # eq. (30): p_y - 1 with nothing cancelled
-    z_coef = 2 * z * rows[4] * lse  # eq. (24): the z-loss term's coefficient of p_i
+    z_coef = 2 * z * gradient_rows[4] * lse  # eq. (24): the z-loss term's coefficient of p_i
     w_total = jnp.sum(w)
 
     def spend(k0: Any, size: int, carry: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
         dX, dW, db, row_loss = carry
         w_k = jax.lax.dynamic_slice_in_dim(w, k0, size)
         S = _chunk_logits(X, W, bias, k0, size)
-        dS, chunk_loss = _chunk_gradient(S, k0, lse, label_entry, z_coef, rows, w_k, w_total, e, V, softcap)
+        dS, chunk_loss = _chunk_gradient(S, k0, lse, label_entry, z_coef, gradient_rows, w_k, w_total, e, V, softcap)
         dX = dX + dS @ jax.lax.dynamic_slice_in_dim(W, k0, size, axis=1).T  # eq. (27): a sum over chunks
         dW = jax.lax.dynamic_update_slice_in_dim(dW, X.T @ dS, k0, axis=1)  # eq. (27): written once
         db = jax.lax.dynamic_update_slice_in_dim(db, ones @ dS, k0, axis=0)  # eq. (27): 1^T dS^(k)
@@ -633,7 +750,10 @@ def linear_cross_entropy_core(
     if tail:
         carry = spend(tail_start, tail, carry)
     dX, dW, db, row_loss = carry
-    r, u = rows[3], rows[4]
+    # An ignored row's stand-in label 0 may be a masked class (its log p = -inf): its loss is 0, not 0 * inf.
+    row_loss = jnp.where(rows[4] > 0, row_loss, 0)
+    if reduction == "none":  # eq. (55): r = u = k
+        return r * row_loss + jnp.where(z > 0, z * u * lse * lse, 0.0), dX, dW, db
     loss = jnp.sum(r * row_loss) + jnp.where(z > 0, z * jnp.sum(u * lse * lse), 0.0)  # eqs. (20), (21)
     if reduction == "mean":
         loss = jnp.where(rows[5], loss, jnp.nan)  # eq. (20): a mean over no weight is NaN
@@ -659,15 +779,30 @@ def _check_linear_layout_on_device(
 
 
 def _check_on_device(
-    X: jax.Array, W: jax.Array, y: jax.Array, bias: jax.Array | None, weight: jax.Array | None, ignore: int | None
+    X: jax.Array,
+    W: jax.Array,
+    y: jax.Array,
+    bias: jax.Array | None,
+    weight: jax.Array | None,
+    ignore: int | None,
+    *,
+    label_smoothing: float,
+    grad_output: tuple[jax.Array, Any],
 ) -> None:
-    """The contract's checks for device arrays on a mesh, before the sharded loss (``manual._on_device``).
+    """The contract's checks for device arrays, in its order (``manual._on_device``): before the sharded loss,
+    or after the one-device loss's verdict came out False.
 
-    Finiteness, label range and weight signs are reduced on device to a few
-    indices, the only numbers that cross to the host.
+    Finiteness (``-inf`` in ``bias`` a masked class), label range, weight
+    signs, the masks against the labels and the cotangent are reduced on
+    device to a few indices, the only numbers that cross to the host.
     """
     V = _check_linear_layout_on_device(X, W, y, bias, weight)
-    check_on_device({"X": X, "W": W, "bias": bias}, y, weight, ignore, V)
+    check_on_device(
+        {"X": X, "W": W, "bias": bias}, y, weight, ignore, V, masked="bias", label_smoothing=label_smoothing
+    )
+    cast, given = grad_output
+    if given is not None:
+        check_cotangent_on_device(given, cast)
 
 
 @linear_cross_entropy_entry
@@ -679,9 +814,10 @@ def _linear_cross_entropy_on_host(
     bias: np.ndarray | None = None,
     reduction: str = "mean",
     options: LossOptions = TEXTBOOK,
+    grad_output: float | np.ndarray = 1.0,
     chunk_size: int | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """NumPy in, NumPy out: ``linear_cross_entropy_core`` in the inputs' dtype (eqs. 25-27)."""
+    """NumPy in, NumPy out: ``linear_cross_entropy_core`` in the inputs' dtype (eqs. 25-27; the VJP, 54-56)."""
     loss, dX, dW, db = _on_host(
         X.dtype,
         linear_cross_entropy_core,
@@ -694,6 +830,7 @@ def _linear_cross_entropy_on_host(
         ignore_index=options.ignore_index,
         reduction=reduction,
         chunk_size=chunk_size,
+        grad_output=np.asarray(grad_output, X.dtype),
     )
     return loss, {"X": dX, "W": dW} | ({} if bias is None else {"b": db})
 
@@ -707,16 +844,20 @@ def _linear_cross_entropy_checked(
     weight: jax.Array | None,
     weight_valid: Any,
     scalars: tuple[jax.Array, jax.Array, jax.Array | None],
+    grad_output: jax.Array,
     ignore_index: int | None,
     reduction: str,
     chunk_size: int | None,
 ) -> tuple[jax.Array, ...]:
     """``linear_cross_entropy_core`` and the inputs' verdict (``values_are_valid``) in one compiled program."""
     results = linear_cross_entropy_core(
-        X, W, y, bias, weight, *scalars, ignore_index=ignore_index, reduction=reduction, chunk_size=chunk_size
-    )
+        X, W, y, bias, weight, *scalars, ignore_index=ignore_index, reduction=reduction, chunk_size=chunk_size,
+        grad_output=grad_output,
+    )  # fmt: skip
     values = (X, W) if bias is None else (X, W, bias)
-    return *results, values_are_valid(values, y, None, ignore_index, W.shape[1]) & weight_valid
+    valid = values_are_valid(values, y, None, ignore_index, W.shape[1], masked=(False, False, True)[: len(values)])
+    valid &= masks_are_valid(bias, y, ignore_index, scalars[0]) & cotangent_is_valid(grad_output)
+    return *results, valid & weight_valid
 
 
 def linear_cross_entropy(
@@ -726,6 +867,7 @@ def linear_cross_entropy(
     *,
     bias: Any = None,
     reduction: str = "mean",
+    grad_output: Any = None,
     weight: Any = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
@@ -738,9 +880,12 @@ def linear_cross_entropy(
     The same two passes as ``manual.vectorized.linear_cross_entropy``, as two
     ``jax.lax.fori_loop`` over (N x chunk) blocks of logits: never an (N, V)
     array unless one chunk covers V (``chunk_size`` counts classes; default
-    about 4M logits per block). Options: eqs. (17)-(24).
+    about 4M logits per block). Options: eqs. (17)-(24). ``reduction="none"``
+    returns the (N,) row losses (eq. 55); the gradients are the VJP at
+    ``grad_output`` (eq. 54: a scalar for "mean" and "sum", (N,) for "none");
+    a ``bias`` of ``-inf`` masks its class for every row (eq. 56).
 
-    NumPy in, NumPy out (a Python float loss). If any array argument is a
+    NumPy in, NumPy out (a Python float loss, or (N,)). If any array argument is a
     ``jax.Array`` (possibly sharded over the batch on a device mesh), the
     inputs stay on their devices and the results are ``jax.Array``: a 0-d
     loss and gradients laid out as XLA chooses (``dX`` sharded like ``X``).
@@ -754,21 +899,28 @@ def linear_cross_entropy(
     and ``W``'s columns, ``bias`` and ``weight`` over a vocabulary axis: the
     vocabulary-parallel form of eqs. (45)-(53) runs under ``jax.shard_map``
     (``manual.sharded``), and ``dX``, ``dW``, ``db`` come back sharded like
-    ``X``, ``W`` and ``bias``; there the value checks run before the loss.
+    ``X``, ``W`` and ``bias`` (and "none"'s row losses like ``y``); there
+    the value checks run before the loss.
 
     >>> import numpy as np
     >>> from manual import compiled
     >>> loss, grads = compiled.linear_cross_entropy(np.ones((2, 1)), np.zeros((1, 3)), [0, 2], chunk_size=2)
     >>> round(loss, 6), grads["W"].round(6).tolist()
     (1.098612, [[-0.166667, 0.333333, -0.166667]])
+    >>> bias = np.array([0.0, 0.0, -np.inf])  # class 2 masked
+    >>> losses, grads = compiled.linear_cross_entropy(np.ones((2, 1)), np.zeros((1, 3)), [0, 1], bias=bias,
+    ...                                               reduction="none", grad_output=[1.0, -2.0])
+    >>> losses.round(6).tolist(), grads["b"].tolist()
+    ([0.693147, 0.693147], [-1.5, 1.5, 0.0])
     """
-    if not is_device_call(X, W, y, bias, weight):
+    if not is_device_call(X, W, y, bias, weight, grad_output):
         return _linear_cross_entropy_on_host(
             X,
             W,
             y,
             bias=bias,
             reduction=reduction,
+            grad_output=grad_output,
             weight=weight,
             ignore_index=ignore_index,
             label_smoothing=label_smoothing,
@@ -782,16 +934,19 @@ def linear_cross_entropy(
     if weight is not None and not isinstance(weight, jax.Array):
         with jax.enable_x64(_dtype(weight).itemsize == 8):
             weight = jnp.asarray(weight)
-    reduction = check_reduction(reduction)
+    reduction = check_reduction(reduction, LOSS_REDUCTIONS)
     chunk_size = check_chunk_size(chunk_size)
     options = check_options(
         W.shape[1], ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
     )
-    if sharded.spans_devices(X, W, y, bias, weight):  # on a device mesh: eqs. (45)-(53), manual/sharded.py
+    g, g_given = _cotangent_on_device(grad_output, reduction, X.shape[0], dtype)
+    check = functools.partial(_check_on_device, label_smoothing=options.label_smoothing)
+    if sharded.spans_devices(X, W, y, bias, weight, g_given):  # on a device mesh: eqs. (45)-(53), manual/sharded.py
         return sharded.linear_cross_entropy(
-            X, W, y, bias, weight, options, dtype, reduction=reduction, chunk_size=chunk_size, check=_check_on_device
-        )
-    V = _check_linear_layout_on_device(X, W, y, bias, weight)
+            X, W, y, bias, weight, options, dtype, reduction=reduction, chunk_size=chunk_size, check=check,
+            grad_output=(g, g_given),
+        )  # fmt: skip
+    _check_linear_layout_on_device(X, W, y, bias, weight)
     cast_weight, weight_valid = _class_weight_on_device(weight, reduction == "mean", dtype)
     with jax.enable_x64(dtype == np.float64):
         loss, dX, dW, db, valid = _linear_cross_entropy_checked(
@@ -802,11 +957,12 @@ def linear_cross_entropy(
             cast_weight,
             weight_valid,
             _scalar_options(options, dtype),
+            g,
             ignore_index=options.ignore_index,
             reduction=reduction,
             chunk_size=chunk_size,
         )
     if not valid:  # the one value that comes to the host; the exact search runs only for bad input
-        check_on_device({"X": X, "W": W, "bias": bias}, y, weight, options.ignore_index, V)
+        check(X, W, y, bias, weight, options.ignore_index, grad_output=(g, g_given))
         raise ValueError("the inputs hold a value the contract refuses")  # not reached: the search names it
     return loss, {"X": dX, "W": dW} | ({} if bias is None else {"b": db})

@@ -165,14 +165,40 @@ def _row_factors(
     return _Rows(local_label, w_y, a, r, u, defined)
 
 
-def _global_lse(m_local: jax.Array, s_local: jax.Array, vocab: str | None) -> jax.Array:
-    """Eq. (46): one max for every device, each block's sum rescaled to it (as in eq. 26), then summed."""
+def _rescaled(s_local: jax.Array, m_local: jax.Array, m: jax.Array) -> jax.Array:
+    """A block's sum ``s`` of ``exp(Z - m_local)`` rescaled to the global max ``m`` (eq. 26). A block whose
+    classes are all masked or padding for a row holds ``(-inf, 0)`` there: 0, never ``exp(-inf - -inf)``."""
+    return jnp.where(jnp.isneginf(m_local), 0, s_local * jnp.exp(m_local - m))
+
+
+def _global_max_and_sums(
+    m_local: jax.Array, sums_local: tuple[jax.Array, ...], vocab: str | None
+) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    """Eq. (46): one max for every device (finite: a row keeps a class somewhere), each block's sums rescaled to
+    it (as in eq. 26), then summed over the vocabulary axis (one ``psum`` for all of them)."""
     m = _pmax(m_local, vocab)
-    return m + jnp.log(_psum(jnp.where(s_local == 0, 0, s_local * jnp.exp(m_local - m)), vocab))
+    return m, _psum(tuple(_rescaled(s, m_local, m) for s in sums_local), vocab)
+
+
+def _global_lse(m_local: jax.Array, s_local: jax.Array, vocab: str | None) -> jax.Array:
+    """Eq. (46): ``lse = m + log(sum)`` from each block's (max, sum)."""
+    m, (sums,) = _global_max_and_sums(m_local, (s_local,), vocab)
+    return m + jnp.log(sums)
 
 
 def _capped(S: jax.Array, softcap: jax.Array | None) -> jax.Array:
-    return S if softcap is None else softcap * jnp.tanh(S / softcap)  # eq. (45): the cap is local
+    """Eq. (45): the cap is local; a masked class (``-inf``) stays ``-inf`` (eq. 56), not ``-c``."""
+    return S if softcap is None else jnp.where(jnp.isneginf(S), -jnp.inf, softcap * jnp.tanh(S / softcap))
+
+
+def _cap_chain(dZ: jax.Array, Zc: jax.Array, softcap: jax.Array | None) -> jax.Array:
+    """Eq. (51): the cap's local factor ``1 - (Z/c)^2``; 0 at a masked class, where the factor is ``-inf``."""
+    return dZ if softcap is None else jnp.where(jnp.isneginf(Zc), 0, dZ * (1 - jnp.square(Zc / softcap)))
+
+
+def _unmasked(A: jax.Array) -> jax.Array:
+    """``A`` with ``-inf`` (masked or padding classes) as 0, for a product whose other factor is 0 there."""
+    return jnp.where(jnp.isneginf(A), 0, A)
 
 
 def _block_gradient(
@@ -182,32 +208,35 @@ def _block_gradient(
     """Eq. (51) on one (rows x chunk) block of capped logits ``Zc``, and its share ``l_i^(v)`` of eq. (50).
 
     ``real`` marks the classes that exist (padding classes, beyond V, get
-    probability 0 and gradient 0).
+    probability 0 and gradient 0, as masked ones, ``-inf``, do: eq. 56).
+    ``rows.r`` and ``z_coef`` carry the cotangent (eq. 54).
     """
     log_p = jnp.where(real, Zc - lse[:, None], -jnp.inf)
     Y = rows.local_label[:, None] == k0 + jnp.arange(Zc.shape[1])  # the label's column, on its owner only
-    smoothing = jnp.where(real, log_p, 0) @ w_k
+    smoothing = _unmasked(log_p) @ w_k  # no smoothing with a mask (eq. 56): e = 0 there, and 0 * -inf is NaN
     row_loss = -(1 - e) * rows.w_y * jnp.sum(jnp.where(Y, log_p, 0), axis=1) - (e / V) * smoothing  # eq. (50)
     P_ = jnp.exp(log_p)
     r = rows.r
     dZ = (r * rows.a)[:, None] * P_ - (r * (e / V))[:, None] * w_k - (r * (1 - e) * rows.w_y)[:, None] * Y
     dZ = dZ + z_coef[:, None] * P_  # eq. (51): the z-term, from the global lse, added apart
-    if softcap is not None:
-        dZ = dZ * (1 - jnp.square(Zc / softcap))  # eq. (51): the cap's local factor
-    return dZ, row_loss
+    return _cap_chain(dZ, Zc, softcap), row_loss
 
 
 # ------------------------------------------------------------------------- linear cross-entropy
 def _linear_block(
     X: jax.Array, W: jax.Array, y: jax.Array, bias: jax.Array | None, w: jax.Array, e: jax.Array, z: jax.Array,
-    softcap: jax.Array | None, ignore: jax.Array, *, V: int, batch: str | None, vocab: str | None,
+    softcap: jax.Array | None, ignore: jax.Array, g: jax.Array, *, V: int, batch: str | None, vocab: str | None,
     reduction: str, chunk_size: int | None,
 ) -> tuple[jax.Array, ...]:  # fmt: skip
-    """One device's part: its rows of ``X``, its block of classes; eqs. (45)-(53), chunked by eqs. (26)-(27)."""
+    """One device's part: its rows of ``X``, its block of classes; eqs. (45)-(53), chunked by eqs. (26)-(27).
+
+    ``g`` is the cotangent (eq. 54): this device's rows of it for "none", else a scalar.
+    """
     N, Vk = X.shape[0], W.shape[1]
     dtype = X.dtype
     start = _first_column(vocab, Vk)
-    rows = _row_factors(y, w, start, e, V, ignore, reduction, batch, vocab)
+    rows = _row_factors(y, w, start, e, V, ignore, "sum" if reduction == "none" else reduction, batch, vocab)
+    gradient_rows = rows._replace(r=rows.r * g, u=rows.u * g)  # eq. (54): g scales the gradient's row factors
     width = class_chunk_width(N, Vk, chunk_size)
     full, tail = divmod(Vk, width)
 
@@ -231,13 +260,13 @@ def _linear_block(
     if tail:
         carry = lse_step(full * width, tail, carry)
     lse = _global_lse(*carry, vocab)  # eq. (46)
-    z_coef = 2 * z * rows.u * lse  # eq. (51): the z-loss term's coefficient of p_i
+    z_coef = 2 * z * gradient_rows.u * lse  # eq. (51): the z-loss term's coefficient of p_i
 
     def spend(k0: Any, size: int, carry: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
         dX, dW, db, row_loss = carry
         Zc, real = logits(k0, size)
         w_k = lax.dynamic_slice_in_dim(w, k0, size)
-        dS, chunk_loss = _block_gradient(Zc, real, k0, lse, z_coef, rows, w_k, e, V, softcap)
+        dS, chunk_loss = _block_gradient(Zc, real, k0, lse, z_coef, gradient_rows, w_k, e, V, softcap)
         dX = dX + dS @ lax.dynamic_slice_in_dim(W, k0, size, axis=1).T  # eq. (27): a sum over the block's chunks
         dW = lax.dynamic_update_slice_in_dim(dW, X.T @ dS, k0, axis=1)  # eq. (52), before the batch's psum
         db = lax.dynamic_update_slice_in_dim(db, jnp.sum(dS, axis=0), k0, axis=0)
@@ -248,13 +277,27 @@ def _linear_block(
     if tail:
         carry = spend(full * width, tail, carry)
     dX, dW, db, row_loss = carry
+    loss = _reduced_loss(row_loss, lse, rows, z, reduction, batch, vocab)
+    dX = _psum(dX, vocab)  # eq. (53)
+    return loss.astype(dtype), dX, _psum(dW, batch), _psum(db, batch)  # eq. (52)
+
+
+def _reduced_loss(
+    row_loss: jax.Array, lse: jax.Array, rows: _Rows, z: jax.Array, reduction: str, batch: str | None,
+    vocab: str | None,
+) -> jax.Array:  # fmt: skip
+    """Eq. (50) from each block's share of the row losses: the (N,) losses of eq. (55) for "none" (this
+    device's rows, whole over the vocabulary), else their reduction over the batch."""
+    # An ignored row's stand-in label 0 may be a masked class (log p = -inf): its loss is 0, not 0 * inf.
+    row_loss = jnp.where(rows.u > 0, row_loss, 0)
+    if reduction == "none":  # r = u = k
+        return _psum(rows.r * row_loss, vocab) + jnp.where(z > 0, z * rows.u * lse * lse, 0.0)
     ce = _psum(jnp.sum(rows.r * row_loss), batch, vocab)  # eq. (50): every block's share of every row
     z_term = _psum(jnp.sum(rows.u * lse * lse), batch)  # eq. (50): lse is whole on every vocabulary device
     loss = ce + jnp.where(z > 0, z * z_term, 0.0)
     if reduction == "mean":
         loss = jnp.where(rows.defined, loss, jnp.nan)  # eq. (20): a mean over no weight is NaN
-    dX = _psum(dX, vocab)  # eq. (53)
-    return loss.astype(dtype), dX, _psum(dW, batch), _psum(db, batch)  # eq. (52)
+    return loss
 
 
 def _padded(a: jax.Array | None, to: int, axis: int) -> jax.Array | None:
@@ -285,8 +328,13 @@ def linear_cross_entropy_core(
     ignore_index: int | None = None,
     reduction: str = "mean",
     chunk_size: int | None = None,
+    grad_output: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Loss, ``dX``, ``dW``, ``db`` of eqs. (45)-(53) on ``layout``'s (Auto-typed) mesh; usable inside ``jit``.
+
+    The gradients are the VJP at ``grad_output`` (eq. 54; default 1), (N,)
+    and split like ``y`` for "none", whose (N,) row losses (eq. 55) come back
+    split like ``y`` too.
 
     ``X`` and ``y`` split over ``layout.batch``, ``W``'s columns, ``bias`` and
     ``weight`` over ``layout.vocab`` (either may be None). V need not divide by
@@ -305,17 +353,23 @@ def linear_cross_entropy_core(
     (1.098612, [-0.166667, 0.333333, -0.166667])
     """
     weight = jnp.ones(W.shape[1], X.dtype) if weight is None else weight
+    g = _cotangent(grad_output, X.dtype)
     return _linear_cross_entropy_core(
-        X, W, y, bias, weight, label_smoothing, z_loss, softcap, _ignored(ignore_index), layout=layout,
+        X, W, y, bias, weight, label_smoothing, z_loss, softcap, _ignored(ignore_index), g, layout=layout,
         reduction=reduction, chunk_size=chunk_size,
     )  # fmt: skip
+
+
+def _cotangent(grad_output: jax.Array | None, dtype: Any) -> jax.Array:
+    """The cotangent of eq. (54) in ``dtype``; None is 1, multiplied in all the same (never skipped at 1)."""
+    return jnp.ones((), dtype) if grad_output is None else jnp.asarray(grad_output, dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("layout", "reduction", "chunk_size"))
 def _linear_cross_entropy_core(
     X: jax.Array, W: jax.Array, y: jax.Array, bias: jax.Array | None, w: jax.Array, label_smoothing: jax.Array,
-    z_loss: jax.Array, softcap: jax.Array | None, ignore: jax.Array, *, layout: Layout, reduction: str,
-    chunk_size: int | None,
+    z_loss: jax.Array, softcap: jax.Array | None, ignore: jax.Array, g: jax.Array, *, layout: Layout,
+    reduction: str, chunk_size: int | None,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:  # fmt: skip
     mesh, batch, vocab = layout.mesh, layout.batch, layout.vocab
     V = W.shape[1]
@@ -328,10 +382,10 @@ def _linear_cross_entropy_core(
         block,
         mesh=mesh,
         in_specs=(P(batch, None), P(None, vocab), rows, None if bias is None else cols, cols, P(), P(),
-                  None if softcap is None else P(), P()),
-        out_specs=(P(), P(batch, None), P(None, vocab), cols),
+                  None if softcap is None else P(), P(), rows if reduction == "none" else P()),
+        out_specs=(rows if reduction == "none" else P(), P(batch, None), P(None, vocab), cols),
     )  # fmt: skip
-    loss, dX, dW, db = mapped(X, Wp, y, bp, wp, label_smoothing, z_loss, softcap, ignore)
+    loss, dX, dW, db = mapped(X, Wp, y, bp, wp, label_smoothing, z_loss, softcap, ignore, g)
     return loss, dX, dW[:, :V], db[:V]
 
 
@@ -347,27 +401,44 @@ def linear_cross_entropy(
     reduction: str,
     chunk_size: int | None,
     check: Callable[..., None],
+    grad_output: tuple[jax.Array, jax.Array | None],
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """``compiled.linear_cross_entropy`` for arrays on a mesh: laid out, ``check``-ed, cast, computed, handed back."""
+    """``compiled.linear_cross_entropy`` for arrays on a mesh: laid out, ``check``-ed, cast, computed, handed back.
+
+    ``grad_output`` is the cotangent in ``dtype`` (eq. 54), (N,) and split like ``y`` for "none", else 0-d,
+    beside the ``jax.Array`` it came from (or None), for ``check``.
+    """
+    none = reduction == "none"
     layout = layout_of(
-        rows={"X": (X, 0), "y": (y, 0)},
+        rows={"X": (X, 0), "y": (y, 0), **({"grad_output": (grad_output[1], 0)} if none else {})},
         columns={"W": (W, 1), "bias": (bias, 0), "weight": (weight, 0)},
         fixed={"X": (X, 1), "W": (W, 0)},
     )
     mesh, batch, vocab = layout.mesh, layout.batch, layout.vocab
     X, y = place(X, mesh, P(batch, None)), place(y, mesh, P(batch))
     W, bias, weight = place(W, mesh, P(None, vocab)), place(bias, mesh, P(vocab)), place(weight, mesh, P(vocab))
+    g, given = _placed_cotangent(grad_output, mesh, P(batch) if none else P())
     with jax.set_mesh(mesh):  # the Auto twin, also inside a caller's jax.set_mesh
-        check(X, W, y, bias, weight, options.ignore_index)
+        check(X, W, y, bias, weight, options.ignore_index, grad_output=(g, given))
     with jax.set_mesh(mesh), jax.enable_x64(dtype == np.float64):
         X, W, bias, weight = (None if a is None else a.astype(dtype) for a in (X, W, bias, weight))
         loss, dX, dW, db = linear_cross_entropy_core(
             X, W, y, bias, weight, *scalar_options(options, dtype), layout=layout, ignore_index=options.ignore_index,
-            reduction=reduction, chunk_size=chunk_size,
+            reduction=reduction, chunk_size=chunk_size, grad_output=g,
         )  # fmt: skip
     home = layout.home
     grads = {"X": place(dX, home, P(batch, None)), "W": place(dW, home, P(None, vocab))}
-    return place(loss, home, P()), grads | ({} if bias is None else {"b": place(db, home, P(vocab))})
+    loss = place(loss, home, P(batch) if none else P())
+    return loss, grads | ({} if bias is None else {"b": place(db, home, P(vocab))})
+
+
+def _placed_cotangent(
+    grad_output: tuple[jax.Array, jax.Array | None], mesh: Mesh, spec: P
+) -> tuple[jax.Array, jax.Array | None]:
+    """The cotangent and the array it came from, both on the Auto twin ``mesh`` (no copy), in their own widths."""
+    cast, given = grad_output
+    with jax.enable_x64(cast.dtype.itemsize == 8 or (given is not None and given.dtype.itemsize == 8)):
+        return place(cast, mesh, spec), place(given, mesh, spec)
 
 
 def scalar_options(options: LossOptions, dtype: Any) -> tuple[Any, Any, Any]:
@@ -379,32 +450,31 @@ def scalar_options(options: LossOptions, dtype: Any) -> tuple[Any, Any, Any]:
 # ------------------------------------------------------------------------- softmax loss on sharded scores
 def _scores_block(
     S: jax.Array, y: jax.Array, w: jax.Array, e: jax.Array, z: jax.Array, softcap: jax.Array | None,
-    ignore: jax.Array, *, C: int, batch: str | None, vocab: str | None, reduction: str,
+    ignore: jax.Array, g: jax.Array, *, C: int, batch: str | None, vocab: str | None, reduction: str,
 ) -> tuple[jax.Array, jax.Array]:  # fmt: skip
-    """One device's block of scores: loss and ``dS`` by eqs. (46)-(51), or (18)-(24) with (46) for soft targets."""
+    """One device's block of scores: loss and ``dS`` by eqs. (46)-(51), or (18)-(24) with (46) for soft targets;
+    the cotangent ``g`` (this device's rows for "none") scales the gradient's row factors (eq. 54)."""
     Zc = _capped(S, softcap)  # eq. (45)
-    m = jnp.max(Zc, axis=1)
-    lse = _global_lse(m, jnp.sum(jnp.exp(Zc - m[:, None]), axis=1), vocab)  # eq. (46)
+    m = jnp.max(Zc, axis=1)  # -inf where every class of this block is masked for the row: (-inf, 0) in eq. (46)
+    shift = jnp.where(jnp.isneginf(m), 0, m)  # so that exp(Zc - shift) is 0 there, never exp(-inf - -inf)
+    lse = _global_lse(m, jnp.sum(jnp.exp(Zc - shift[:, None]), axis=1), vocab)  # eq. (46)
     real = jnp.ones(S.shape[1], bool)
+    factors = "sum" if reduction == "none" else reduction  # "none": r = u = k (eq. 55)
     if y.ndim == 1:
-        rows = _row_factors(y, w, _first_column(vocab, S.shape[1]), e, C, ignore, reduction, batch, vocab)
-        dZ, row_loss = _block_gradient(Zc, real, 0, lse, 2 * z * rows.u * lse, rows, w, e, C, softcap)
-        r, u, defined = rows.r, rows.u, rows.defined
-    else:  # soft targets split like the scores: q of eq. (18) is local, its row sum a_i all-reduced
-        q = w * ((1 - e) * y + e / C)
-        a = _psum(jnp.sum(q, axis=1), vocab)
-        N = _psum(jnp.asarray(S.shape[0], S.dtype), batch)  # eq. (20): soft targets divide by N
-        r = u = jnp.full(S.shape[0], 1 / N if reduction == "mean" else 1, S.dtype)
-        P_ = jnp.exp(Zc - lse[:, None])
-        row_loss = jnp.sum(q * (lse[:, None] - Zc), axis=1)  # this block's share of eq. (19)
-        dZ = r[:, None] * (a[:, None] * P_ - q) + (2 * z * u * lse)[:, None] * P_  # eq. (24) on the block
-        dZ = dZ if softcap is None else dZ * (1 - jnp.square(Zc / softcap))
-        defined = N > 0
-    ce = _psum(jnp.sum(r * row_loss), batch, vocab)  # eq. (50)
-    loss = ce + jnp.where(z > 0, z * _psum(jnp.sum(u * lse * lse), batch), 0.0)
-    if reduction == "mean":
-        loss = jnp.where(defined, loss, jnp.nan)
-    return loss.astype(S.dtype), dZ
+        rows = _row_factors(y, w, _first_column(vocab, S.shape[1]), e, C, ignore, factors, batch, vocab)
+        gradient_rows = rows._replace(r=rows.r * g, u=rows.u * g)
+        dZ, row_loss = _block_gradient(Zc, real, 0, lse, 2 * z * gradient_rows.u * lse, gradient_rows, w, e, C, softcap)
+        return _reduced_loss(row_loss, lse, rows, z, reduction, batch, vocab).astype(S.dtype), dZ
+    # soft targets split like the scores: q of eq. (18) is local, its row sum a_i all-reduced
+    q = w * ((1 - e) * y + e / C)
+    a = _psum(jnp.sum(q, axis=1), vocab)
+    N = _psum(jnp.asarray(S.shape[0], S.dtype), batch)  # eq. (20): soft targets divide by N
+    r = u = jnp.full(S.shape[0], 1 / N if factors == "mean" else 1, S.dtype)
+    P_ = jnp.exp(Zc - lse[:, None])
+    row_loss = jnp.sum(q * _unmasked(lse[:, None] - Zc), axis=1)  # this block's share of eq. (19); q = 0 if masked
+    dZ = (r * g)[:, None] * (a[:, None] * P_ - q) + (2 * z * u * g * lse)[:, None] * P_  # eqs. (24), (54)
+    rows = _Rows(jnp.zeros(S.shape[0], jnp.int32), a, a, r, u, N > 0)
+    return _reduced_loss(row_loss, lse, rows, z, reduction, batch, vocab).astype(S.dtype), _cap_chain(dZ, Zc, softcap)
 
 
 def softmax_loss_core(
@@ -418,33 +488,37 @@ def softmax_loss_core(
     layout: Layout,
     ignore_index: int | None = None,
     reduction: str = "mean",
+    grad_output: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Loss and ``dS`` with every option for scores split over ``layout``'s axes (rows, classes); usable in ``jit``.
 
     The number of classes must divide by the vocabulary axis (as it does for
-    any array JAX lays out over it).
+    any array JAX lays out over it). ``dS`` is the VJP at ``grad_output``
+    (eq. 54), (N,) and split like the rows for "none".
     """
     weight = jnp.ones(S.shape[1], S.dtype) if weight is None else weight
     return _softmax_loss_core(
-        S, y, weight, label_smoothing, z_loss, softcap, _ignored(ignore_index), layout=layout, reduction=reduction
-    )
+        S, y, weight, label_smoothing, z_loss, softcap, _ignored(ignore_index), _cotangent(grad_output, S.dtype),
+        layout=layout, reduction=reduction,
+    )  # fmt: skip
 
 
 @functools.partial(jax.jit, static_argnames=("layout", "reduction"))
 def _softmax_loss_core(
     S: jax.Array, y: jax.Array, w: jax.Array, label_smoothing: jax.Array, z_loss: jax.Array,
-    softcap: jax.Array | None, ignore: jax.Array, *, layout: Layout, reduction: str,
+    softcap: jax.Array | None, ignore: jax.Array, g: jax.Array, *, layout: Layout, reduction: str,
 ) -> tuple[jax.Array, jax.Array]:  # fmt: skip
     mesh, batch, vocab = layout.mesh, layout.batch, layout.vocab
     block = functools.partial(_scores_block, C=S.shape[1], batch=batch, vocab=vocab, reduction=reduction)
+    rows = P(batch) if reduction == "none" else P()
     mapped = jax.shard_map(
         block,
         mesh=mesh,
         in_specs=(P(batch, vocab), P(batch) if y.ndim == 1 else P(batch, vocab), P(vocab), P(), P(),
-                  None if softcap is None else P(), P()),
-        out_specs=(P(), P(batch, vocab)),
+                  None if softcap is None else P(), P(), rows),
+        out_specs=(rows, P(batch, vocab)),
     )  # fmt: skip
-    return mapped(S, y, w, label_smoothing, z_loss, softcap, ignore)
+    return mapped(S, y, w, label_smoothing, z_loss, softcap, ignore, g)
 
 
 def softmax_loss(
@@ -457,27 +531,33 @@ def softmax_loss(
     reduction: str,
     stable: bool,
     check: Callable[..., None],
+    grad_output: tuple[jax.Array, jax.Array | None],
 ) -> tuple[jax.Array, jax.Array]:
-    """``compiled.softmax_loss`` for scores on a mesh: laid out, ``check``-ed, cast, computed, handed back."""
+    """``compiled.softmax_loss`` for scores on a mesh: laid out, ``check``-ed, cast, computed, handed back.
+
+    ``grad_output`` is the cotangent in the computing dtype (eq. 54), (N,) and split like ``y`` for "none",
+    beside the ``jax.Array`` it came from (or None), for ``check``.
+    """
     if not stable:
         raise ValueError("stable=False (the literal formula without the max shift) runs on one device only; "
                          "on a mesh the row max is all-reduced first (eq. 46)")  # fmt: skip
-    soft = y.ndim == 2
+    soft, none = y.ndim == 2, reduction == "none"
     layout = layout_of(
-        rows={"scores": (S, 0), "y": (y, 0)},
+        rows={"scores": (S, 0), "y": (y, 0), **({"grad_output": (grad_output[1], 0)} if none else {})},
         columns={"scores": (S, 1), "weight": (weight, 0), **({"y": (y, 1)} if soft else {})},
         fixed={},
     )
     mesh, batch, vocab = layout.mesh, layout.batch, layout.vocab
     S, weight = place(S, mesh, P(batch, vocab)), place(weight, mesh, P(vocab))
     y = place(y, mesh, P(batch, vocab) if soft else P(batch))
+    g, given = _placed_cotangent(grad_output, mesh, P(batch) if none else P())
     with jax.set_mesh(mesh):  # the Auto twin, also inside a caller's jax.set_mesh
-        check(S, y, weight)
+        check(S, y, weight, grad_output=(g, given))
     with jax.set_mesh(mesh), jax.enable_x64(dtype == np.float64):
         S, weight = S.astype(dtype), None if weight is None else weight.astype(dtype)
         y = y.astype(dtype) if soft else y
         loss, dS = softmax_loss_core(
             S, y, weight, *scalar_options(options, dtype), layout=layout, ignore_index=options.ignore_index,
-            reduction=reduction,
+            reduction=reduction, grad_output=g,
         )  # fmt: skip
-    return place(loss, layout.home, P()), place(dS, layout.home, P(batch, vocab))
+    return place(loss, layout.home, P(batch) if none else P()), place(dS, layout.home, P(batch, vocab))

@@ -10,8 +10,9 @@ alone and together, "mean" and "sum", float64 and float32, against the
 unsharded NumPy result and the JAX autodiff oracle; outputs sharded like their
 inputs; the collectives counted in the compiled HLO; the working memory per
 device from the compiled memory analysis; V not divisible by the vocabulary
-axis (padded, inside ``jit``); shardings it cannot honour refused with the
-axis named. Prints one line per check, then a summary, and exits non-zero on
+axis (padded, inside ``jit``); "none" with a random cotangent and masked
+classes, a vocabulary device's whole block among them; shardings it cannot
+honour refused with the axis named. Prints one line per check, then a summary, and exits non-zero on
 the first failure.
 """
 
@@ -184,6 +185,57 @@ def uneven_vocabulary_inside_jit() -> None:
         agree(got, expected[key], np.float64, "autodiff", f"V = 37 on 4 devices: d{key} vs autodiff")
 
 
+def none_cotangent_and_masks() -> None:
+    """"none" with a random cotangent (mixed signs, zeros) and masked classes, float64, on a 2 x 4 mesh.
+
+    ``linear_cross_entropy``: a bias of -inf on classes 30-39, so that the last vocabulary device holds
+    masked classes only (its local max is -inf for every row), and on 3 more; ``softmax_loss`` on scores split
+    2 x 4: every even row masked at classes 10-19, the second vocabulary device's whole block. Against the
+    unsharded result (NumPy in, the one-device program: tests/test_compiled.py checks it against a direct
+    formula): row losses split like y, gradients exactly 0 at the masked classes, nothing NaN.
+    """
+    mesh = mesh_of((2, 4))
+    rng = np.random.default_rng(57)
+    g = rng.standard_normal(N) * (np.arange(N) % 4 != 0)  # every fourth cotangent 0
+    bias = B64.copy()
+    bias[30:] = -np.inf
+    bias[[3, 17, 22]] = -np.inf
+    masked = np.isneginf(bias)
+    options = {"ignore_index": -100, "z_loss": 0.05, "softcap": 2.0}
+    y = np.where(np.arange(N) % 5 == 1, -100, rng.choice(np.flatnonzero(~masked), N))
+    expected_loss, expected = compiled.linear_cross_entropy(
+        X64, W64, y, bias=bias, weight=WEIGHT, reduction="none", grad_output=g, chunk_size=CHUNK, **options
+    )
+    with jax.enable_x64(True):
+        Xs, Ws, ys, bs, ws = on_mesh(mesh, "batch", "vocab", X64, W64, y, bias, WEIGHT)
+        gs = jax.device_put(g, NamedSharding(mesh, P("batch")))
+        loss, grads = compiled.linear_cross_entropy(
+            Xs, Ws, ys, bias=bs, weight=ws, reduction="none", grad_output=gs, chunk_size=CHUNK, **options
+        )
+    label = "2x4 none, random cotangent, bias -inf on a whole device's block"
+    split = loss.shape == (N,) and loss.sharding.spec == P("batch")
+    expect(split, f"{label}: row losses split like y ({loss.sharding.spec})")
+    agree(loss, expected_loss, np.float64, "autodiff", f"{label}: row losses vs unsharded")
+    for key in expected:
+        agree(grads[key], expected[key], np.float64, "autodiff", f"{label}: d{key} vs unsharded")
+    zero = not np.asarray(grads["W"])[:, masked].any() and not np.asarray(grads["b"])[masked].any()
+    expect(zero and np.isfinite(np.asarray(grads["X"])).all(), f"{label}: dW, db exactly 0 at masked classes, no NaN")
+
+    S = X64 @ W64 + B64
+    S[::2, 10:20] = -np.inf
+    labels = np.where(np.arange(N) % 2 == 0, Y % 10, Y)  # even rows: a class of the first block, never masked
+    expected_loss, expected_dS = compiled.softmax_loss(S, labels, reduction="none", grad_output=g, **options)
+    with jax.enable_x64(True):
+        Ss = jax.device_put(S, NamedSharding(mesh, P("batch", "vocab")))
+        ys = jax.device_put(labels, NamedSharding(mesh, P("batch")))
+        gs = jax.device_put(g, NamedSharding(mesh, P("batch")))
+        loss, dS = compiled.softmax_loss(Ss, ys, reduction="none", grad_output=gs, **options)
+    label = "softmax_loss, scores 2x4, none, a device's block masked for half the rows"
+    agree(loss, expected_loss, np.float64, "autodiff", f"{label}: row losses vs unsharded")
+    agree(dS, expected_dS, np.float64, "autodiff", f"{label}: dS vs unsharded")
+    expect(not np.asarray(dS)[np.isneginf(S)].any() and np.isfinite(np.asarray(dS)).all(), f"{label}: dS 0 there")
+
+
 def refusals() -> None:
     mesh = mesh_of((2, 4))
     X = jax.device_put(X64[:, :4], NamedSharding(mesh, P(None, "vocab")))
@@ -253,6 +305,7 @@ def main() -> None:
     other_meshes_and_layouts()
     scores_on_the_mesh()
     uneven_vocabulary_inside_jit()
+    none_cotangent_and_masks()
     refusals()
     collectives_and_memory()
     readme_example()
