@@ -18,10 +18,11 @@ over the wide vocabulary. Each new class count is one more compiled oracle
 program, so there is one wide count a check.
 
 Masked lanes (eq. 56): the scores and linear_ce batteries hold a vocabulary
-padded to a multiple of 64 with ``-inf`` (in the scores, or in the bias), and
+padded past a multiple of 64 with ``-inf`` (in the scores, or in the bias), and
 per-row masks as constrained decoding makes them, on rows whose logits sit far
 below 0, where a soft-cap that turned a mask into ``-c`` would hand it real
-probability. They are left out where a mask is a contract error (label smoothing).
+probability. Their class count is the wide one, so they add no oracle program.
+They are left out where a mask is a contract error (label smoothing).
 
 Cotangents (eq. 54): for the kinds whose backward is a vector-Jacobian product
 (scores, linear_ce), every case carries its own ``grad_output``, drawn per case
@@ -365,16 +366,23 @@ def _linear_ce_cases(seed: int, classes: int | None, bias: bool = True) -> list[
 
 
 # ----------------------------------------------------------------- masked lanes (eq. 56)
-LANE_MULTIPLE = 64  # a vocabulary padded to a multiple of this with -inf, as kernels pad it
-MASKED_CLASSES = 45  # the real vocabulary of the padded cases: 19 padding lanes
+LANE_MULTIPLE = 64  # a vocabulary padded past a multiple of this with -inf, as kernels pad it
+PAD_LANES = 19  # the padding a real vocabulary needs to reach the multiple
 MASK_OFFSETS = (-1000.0, -60.0, -8.0, 0.0, 5.0, 40.0)  # row offsets: far below 0 a soft-capped mask ties real logits
 
 
-def _masked_shape(classes: int | None) -> tuple[int, int]:
-    """(C, real classes): 45 classes padded to 64, or with C fixed (a class weight), its last quarter masked."""
-    if classes is None:
-        return LANE_MULTIPLE * -(-MASKED_CLASSES // LANE_MULTIPLE), MASKED_CLASSES
-    return classes, max(1, classes - max(1, classes // 4))
+def _masked_shape(seed: int, classes: int | None) -> tuple[int, int]:
+    """(C, real classes). C is the seed's wide class count (``Sizes``), whose oracle program the battery compiles
+    anyway; the real vocabulary is 19 lanes short of the multiple of 64 below it, every lane past it -inf. With C
+    fixed (a class weight), its last quarter is masked.
+
+    >>> _masked_shape(0, None), _masked_shape(0, 8)
+    ((4799, 4717), (8, 6))
+    """
+    if classes is not None:
+        return classes, max(1, classes - max(1, classes // 4))
+    C = Sizes.of(seed).classes
+    return C, LANE_MULTIPLE * (C // LANE_MULTIPLE) - PAD_LANES
 
 
 def _masked_logits(N: int, real: int, C: int, gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -384,11 +392,11 @@ def _masked_logits(N: int, real: int, C: int, gen: np.random.Generator) -> tuple
     return S, gen.integers(0, real, N)
 
 
-def _masked_scores_cases(classes: int | None) -> list[Case]:
+def _masked_scores_cases(seed: int, classes: int | None) -> list[Case]:
     fixed = np.random.default_rng(64)
-    C, real = _masked_shape(classes)
+    C, real = _masked_shape(seed, classes)
     S, y = _masked_logits(12, real, C, fixed)
-    padded = Case(f"vocabulary padded with -inf ({real} classes to {C})", CORRECTNESS, {"scores": S, "y": y})
+    padded = Case(f"vocabulary padded with -inf ({real} classes of {C})", CORRECTNESS, {"scores": S, "y": y})
     S, y = _masked_logits(12, C, C, fixed)
     allowed = fixed.random((12, C)) < 0.5  # constrained decoding: each row its own set of classes
     allowed[np.arange(12), y] = True
@@ -396,22 +404,22 @@ def _masked_scores_cases(classes: int | None) -> list[Case]:
     return [padded, Case("per-row masks (-inf), as constrained decoding", CORRECTNESS, {"scores": S, "y": y})]
 
 
-def _masked_linear_ce_case(classes: int | None) -> Case:
+def _masked_linear_ce_case(seed: int, classes: int | None) -> Case:
     """A bias of -inf on the padding columns: every row's padding lanes masked (eq. 56)."""
     fixed = np.random.default_rng(64)
-    C, real = _masked_shape(classes)
+    C, real = _masked_shape(seed, classes)
     N, D = 12, 6
     X, W = fixed.standard_normal((N, D)), fixed.standard_normal((D, C)) / np.sqrt(D)
     X[:, 0], W[0, :] = np.resize(MASK_OFFSETS, N), 1.0  # each row's logits move by its offset
     bias = 0.5 * fixed.standard_normal(C)
     bias[real:] = -np.inf
-    name = f"bias -inf on padding columns ({real} classes to {C})"
+    name = f"bias -inf on padding columns ({real} classes of {C})"
     return Case(name, CORRECTNESS, {"X": X, "W": W, "y": fixed.integers(0, real, N), "bias": bias})
 
 
-MASKED: dict[str, Callable[[int | None], list[Case]]] = {
+MASKED: dict[str, Callable[[int, int | None], list[Case]]] = {
     "scores": _masked_scores_cases,
-    "linear_ce": lambda classes: [_masked_linear_ce_case(classes)],
+    "linear_ce": lambda seed, classes: [_masked_linear_ce_case(seed, classes)],
 }
 
 
@@ -483,7 +491,7 @@ def battery(
     """
     cases = BUILDERS[kind](seed, classes)
     if masks and kind in MASKED:
-        cases[-1:-1] = MASKED[kind](classes)  # before the robustness case
+        cases[-1:-1] = MASKED[kind](seed, classes)  # before the robustness case
     if ignore_index is not None:
         cases = [_with_ignored_rows(c, ignore_index) if len(c.labels) > 1 else c for c in cases]
         template = next(c for c in cases if len(c.labels) >= 4 and np.isfinite(c.inputs.get("bias", 0.0)).all()

@@ -1,9 +1,13 @@
-"""The checker's oracle: ``jax.value_and_grad`` of ``reference.losses``, with every loss option.
+"""The checker's oracle: ``jax.vjp`` of ``reference.losses`` at the case's cotangent, with every loss option.
 
 The public ``reference.autodiff`` functions take the options for the scores
-only; the checker needs them (and both reductions) for every kind, so it
-differentiates the same loss definitions here, in float64 inside a local
-``jax.enable_x64`` context (no global JAX setting changes). Each kind's
+only; the checker needs them (and every reduction, "none" included) for every
+kind, so it differentiates the same loss definitions here, in float64 inside a
+local ``jax.enable_x64`` context (no global JAX setting changes). The gradient
+is the vector-Jacobian product at the cotangent (derivation eq. 54): for "mean"
+and "sum" a scalar, for "none" one per row of the per-row losses (eq. 55),
+each row's "sum" loss. Masked classes (``-inf``, eq. 56) are kept out of reach of
+the loss definitions (``_masked``). Each kind's
 derivative is one ``jax.jit`` program: the options are traced arguments, so
 one compilation per case shape serves every value of ``reg``, ``z_loss`` or
 ``label_smoothing``; ``None`` options (no weight, no softcap, no ignore_index)
