@@ -157,13 +157,21 @@ def scores_bounds(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: float | None = None,
-) -> tuple[float, np.ndarray, np.ndarray]:
+    grad_output: Any = None,
+) -> tuple[Any, np.ndarray, np.ndarray]:
     """The loss's bound, the exact ``dS`` and its entrywise bound, for scores ``S`` known to within ``eS``.
 
     Eqs. (35)-(41): ``eS`` is the error of the scores as the implementation has
     them (0 when they are its input, ``product_error`` when it computed them).
     ``dS`` is returned (float64, from the same arithmetic) because the back
     products' bounds need its magnitude.
+
+    ``reduction="none"`` gives the (N,) per-row losses' bounds (eq. 55).
+    ``grad_output`` (eq. 54; None: 1) scales row i's gradient by ``g_i``: its
+    bound by ``|g_i|``, plus the product's own rounding, so a row with
+    ``g_i = 0`` has a gradient of exactly 0. A masked class (``S = -inf``,
+    eq. 56) has ``p = 0`` and a gradient of exactly 0: bound 0, beside the
+    smallest normal number.
 
     >>> S = np.array([[0.0, -30.0, -31.0]]); y = np.array([0])
     >>> _, dS, bound = scores_bounds(S, y, np.zeros_like(S), precision("float32"))
@@ -174,6 +182,9 @@ def scores_bounds(
     N, C = S.shape
     u, ua = prec.u, prec.ua
     c, kept, labels = _targets(np.asarray(y), C, weight, ignore_index, label_smoothing)
+    masked = np.isneginf(S)  # eq. (56): out of every sum; its p, its gradient and their errors are 0
+    if masked.any():
+        S, eS = np.where(masked, 0.0, S), np.where(masked, 0.0, eS)
     # eq. (35): soft-capping; T and its error, g = 1 - tanh^2 and its error
     if softcap is None:
         T, eT = S, eS
@@ -184,14 +195,14 @@ def scores_bounds(
         g = np.maximum(g, 0.0)
         eT = g * eS + 3 * ua * np.abs(T) + (u * np.abs(T) if u > ua else 0.0)
     safe = np.where(np.isfinite(T), T, 0.0)
-    m = np.max(safe, axis=1, keepdims=True)
-    shifted = np.exp(safe - m)
+    m = np.max(np.where(masked, -np.inf, safe), axis=1, keepdims=True)
+    shifted = np.exp(np.where(masked, -np.inf, safe) - m)
     sums = shifted.sum(axis=1, keepdims=True)
     p = shifted / sums
     lse = (m + np.log(sums))[:, 0]
     # eq. (36): each logit's perturbation as the softmax sees it: its own error, the shift's, exp's, and the
     # normalizer's (a correct log-softmax may subtract lse, a number of the row's magnitude |m|)
-    e = eT + ua * (np.abs(safe - m) + np.abs(m) + math.log(C) + 2)
+    e = np.where(masked, 0.0, eT + ua * (np.abs(safe - m) + np.abs(m) + math.log(C) + 2))
     big = e.max(axis=1, keepdims=True)
     lse_error = np.minimum(big, np.exp(2 * big) * np.sum(p * e, axis=1, keepdims=True))  # eq. (37)
     P = p * np.expm1(e + lse_error)  # eq. (38): |delta p_j|
@@ -210,6 +221,7 @@ def scores_bounds(
         a[:, 0] * np.abs(lse) + np.sum(c * np.abs(safe), axis=1)
     )
     # eq. (40): the reduction: "mean" divides by the kept rows' label weights (N for soft targets)
+    rows_only = reduction == "none"  # eq. (55): the row losses themselves, no sum over rows
     if reduction == "mean":
         w = np.ones(C) if weight is None else np.asarray(weight, np.float64)
         denominator = float(N if labels is None else np.sum(w[labels[kept]]))
@@ -218,19 +230,22 @@ def scores_bounds(
     else:
         factor = z_factor = 1.0
     dT = factor * dT_row
-    bound = factor * bound_row + prec.gamma(N) * np.abs(dT)
-    loss = factor * float(np.sum(loss_rows[kept]))
-    loss_bound = factor * float(np.sum(loss_row_bounds[kept])) + prec.gamma(N) * factor * float(
+    bound = factor * bound_row + (0.0 if rows_only else prec.gamma(N)) * np.abs(dT)
+    loss: Any = factor * float(np.sum(loss_rows[kept]))
+    loss_bound: Any = factor * float(np.sum(loss_row_bounds[kept])) + prec.gamma(N) * factor * float(
         np.sum(np.abs(loss_rows[kept]))
     )
+    if rows_only:
+        loss, loss_bound = loss_rows * kept, loss_row_bounds * kept
     if z_loss > 0:  # eq. (41): z lse^2 per kept row; its gradient 2 z lse p
         zk = z_loss * z_factor * kept[:, None]
         lse_col = lse[:, None]
         dT = dT + 2 * zk * lse_col * p
         lse_err = lse_error + prec.same_sign_gamma(C) + 3 * ua * np.abs(lse_col)
         bound = bound + 2 * zk * (np.abs(lse_col) * P + p * lse_err) + 8 * ua * np.abs(zk * lse_col * p)
-        loss += float(np.sum(zk[:, 0] * lse**2))
-        loss_bound += float(np.sum(zk[:, 0] * (2 * np.abs(lse) * lse_err[:, 0] + 3 * ua * lse**2)))
+        z_rows, z_row_bounds = zk[:, 0] * lse**2, zk[:, 0] * (2 * np.abs(lse) * lse_err[:, 0] + 3 * ua * lse**2)
+        loss = loss + (z_rows if rows_only else float(np.sum(z_rows)))
+        loss_bound = loss_bound + (z_row_bounds if rows_only else float(np.sum(z_row_bounds)))
     if softcap is not None:  # eq. (35) again: dS = dT (1 - t^2), with the factor's own error
         dg = 2 * np.abs(t) * (g * eS / softcap + 3 * ua * np.abs(t)) + ua
         if u > ua:
@@ -240,8 +255,14 @@ def scores_bounds(
     else:
         dS = dT
     bound = bound + stored(prec, dS)
-    loss_bound += float(stored(prec, np.asarray(loss)))
-    return loss_bound, dS * kept[:, None], bound * kept[:, None]
+    if grad_output is not None:  # eq. (54): g_i scales the row's gradient; one more rounding, the product's
+        g = np.asarray(grad_output, np.float64)
+        g = g[:, None] if g.ndim else g
+        dS, bound = g * dS, np.abs(g) * bound + stored(prec, g * dS)
+    stored_loss = stored(prec, np.asarray(loss))
+    loss_bound = loss_bound + (stored_loss * kept if rows_only else float(stored_loss))
+    live = kept[:, None] & ~masked
+    return loss_bound, dS * live, bound * live
 
 
 def back_products(
@@ -355,12 +376,12 @@ def row_facts(S: np.ndarray, y: np.ndarray, large: float = 100.0, certain: float
     S = np.asarray(S, np.float64)
     y = np.asarray(y)
     labels = np.where((y >= 0) & (y < S.shape[1]), y, 0).astype(int) if y.ndim == 1 else np.zeros(len(S), int)
-    finite = np.where(np.isfinite(S), S, 0.0)
+    finite = np.where(np.isfinite(S) | np.isneginf(S), S, 0.0)  # a masked class (-inf) adds nothing below
     shifted = np.exp(finite - finite.max(axis=1, keepdims=True))
     p_y = shifted[np.arange(len(S)), labels] / shifted.sum(axis=1)
     log_p_y = finite[np.arange(len(S)), labels] - finite.max(axis=1) - np.log(shifted.sum(axis=1))
     return {
-        "large": np.abs(finite).max(axis=1) >= large,
+        "large": np.abs(np.where(np.isneginf(finite), 0.0, finite)).max(axis=1) >= large,
         "certain": p_y >= certain,
         "labels": labels,
         "log_p_y": np.where(y == labels, log_p_y, 0.0) if y.ndim == 1 else np.zeros(len(S)),

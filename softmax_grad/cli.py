@@ -223,6 +223,19 @@ def _add_check(commands: argparse._SubParsersAction) -> None:
         help="check your own function against the JAX reference",
         description="Exit status: 0 every case passes (warnings allowed unless --strict), 1 a case fails, "
         "2 the target cannot be loaded or called, or its framework is not installed.",
+        epilog="The cotangent (kinds scores and linear_ce; derivation eq. 54): every case draws its own grad_output "
+        "g, a scalar of either sign with 0.5 <= |g| <= 3 for mean and sum, an (N,) vector of mixed signs with "
+        "exact zeros for none, and the gradients are judged as the vector-Jacobian product at g (row i's "
+        "gradient times g_i; g times the gradient for mean and sum). A torch or jax function that returns the "
+        "loss alone is differentiated at g: loss.backward(g), jax.vjp. A function that returns its gradients "
+        "itself (every numpy function) is called as f(..., grad_output=g) when it has a parameter named "
+        "grad_output (g a float for mean and sum, an (N,) array of the case's dtype for none) and must return the "
+        "vector-Jacobian product at g; without that parameter it is called as before and its gradients are "
+        "judged at g = 1. With --reduction none the loss returned is the (N,) per-row losses (ignored rows 0, "
+        "class weights multiplied in, nothing divided). Masked classes (eq. 56): the scores and linear_ce cases "
+        "include -inf lanes (a vocabulary padded past a multiple of 64; a bias of -inf on padding columns; "
+        "per-row masks), except with --label-smoothing, which a mask makes undefined; with --softcap a mask "
+        "must stay -inf.",
     )
     check.add_argument("target", help="path/to/file.py:function or package.module:function")
     check.add_argument(
@@ -233,14 +246,19 @@ def _add_check(commands: argparse._SubParsersAction) -> None:
         choices=FRAMEWORKS,
         default="auto",
         help="what the function is written in (default auto: torch or jax if its module imports it, else numpy); "
-        "torch and jax functions may return the loss alone, differentiated by backward() or jax.grad",
+        "torch and jax functions may return the loss alone, differentiated by backward(g) or jax.vjp at the "
+        "case's cotangent g (see below)",
     )
     check.add_argument(
         "--dtype", choices=("float64", "float32", "bfloat16", "float16"), default="float64",
         help="dtype of the cases; every output is judged by its rounding-error bound in it",
     )  # fmt: skip
     check.add_argument("--strict", action="store_true", help="count warnings (robustness cases) as failures")
-    check.add_argument("--reduction", choices=("mean", "sum"), default="mean", help="loss over samples (default mean)")
+    check.add_argument(
+        "--reduction", choices=("mean", "sum", "none"), default="mean",
+        help="loss over samples (default mean); none: the (N,) per-row losses, for kinds scores and linear_ce "
+        "only (linear and two_layer add a penalty on the weights, which belongs to no row)",
+    )  # fmt: skip
     check.add_argument(
         "--reg-scale",
         type=float,

@@ -1,7 +1,7 @@
 """PyTorch and JAX functions under the checker: custom backward passes run, faults in them are named.
 
 The functions live in tests/targets/, written as a framework author would. A
-loss returned alone is differentiated by ``backward()`` or ``jax.value_and_grad``,
+loss returned alone is differentiated by ``backward(g)`` or ``jax.vjp`` at a cotangent,
 which is what runs the custom ``autograd.Function`` or ``custom_vjp``.
 """
 
@@ -113,7 +113,7 @@ def test_a_custom_vjp_whose_forward_rule_returns_the_sum_fails():
     report = check(jax_targets.cross_entropy_sum_forward, "scores")
     assert not report and report.framework == "jax"
     said = report.first_failure.messages
-    assert any(m.startswith("the value jax.value_and_grad returns (a custom_vjp's forward rule) differs") for m in said)
+    assert any(m.startswith("the value jax.vjp returns (a custom_vjp's forward rule) differs") for m in said)
     assert any("loss matches reduction='sum'" in m for m in said), said
 
 

@@ -16,6 +16,19 @@ besides. So are the hard regimes of the label entry ``p_y - 1``: rows whose
 label probability is within 1e-2, 1e-4 and 1e-6 of 1, and near-uniform rows
 over the wide vocabulary. Each new class count is one more compiled oracle
 program, so there is one wide count a check.
+
+Masked lanes (eq. 56): the scores and linear_ce batteries hold a vocabulary
+padded past a multiple of 64 with ``-inf`` (in the scores, or in the bias), and
+per-row masks as constrained decoding makes them, on rows whose logits sit far
+below 0, where a soft-cap that turned a mask into ``-c`` would hand it real
+probability. Their class count is the wide one, so they add no oracle program.
+They are left out where a mask is a contract error (label smoothing).
+
+Cotangents (eq. 54): for the kinds whose backward is a vector-Jacobian product
+(scores, linear_ce), every case carries its own ``grad_output``, drawn per case
+(``cotangent``): a scalar of either sign in [0.5, 3] for "mean" and "sum"; for
+"none" an (N,) vector of mixed signs with exact zeros. Never 1: a backward that
+ignores it, or takes a shortcut at 1, is judged where it goes wrong.
 """
 
 from __future__ import annotations
@@ -91,6 +104,7 @@ class Case:
     layout: str = "C"
     relu_zeros: bool = False
     notes: tuple[str, ...] = field(default=())
+    grad_output: Any = None  # the loss's cotangent g (eq. 54): a float, or (N,) for "none"; None for no VJP (g = 1)
 
     @property
     def labels(self) -> np.ndarray:
@@ -351,6 +365,97 @@ def _linear_ce_cases(seed: int, classes: int | None, bias: bool = True) -> list[
     return cases
 
 
+# ----------------------------------------------------------------- masked lanes (eq. 56)
+LANE_MULTIPLE = 64  # a vocabulary padded past a multiple of this with -inf, as kernels pad it
+PAD_LANES = 19  # the padding a real vocabulary needs to reach the multiple
+MASK_OFFSETS = (-1000.0, -60.0, -8.0, 0.0, 5.0, 40.0)  # row offsets: far below 0 a soft-capped mask ties real logits
+
+
+def _masked_shape(seed: int, classes: int | None) -> tuple[int, int]:
+    """(C, real classes). C is the seed's wide class count (``Sizes``), whose oracle program the battery compiles
+    anyway; the real vocabulary is 19 lanes short of the multiple of 64 below it, every lane past it -inf. With C
+    fixed (a class weight), its last quarter is masked.
+
+    >>> _masked_shape(0, None), _masked_shape(0, 8)
+    ((4799, 4717), (8, 6))
+    """
+    if classes is not None:
+        return classes, max(1, classes - max(1, classes // 4))
+    C = Sizes.of(seed).classes
+    return C, LANE_MULTIPLE * (C // LANE_MULTIPLE) - PAD_LANES
+
+
+def _masked_logits(N: int, real: int, C: int, gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (N, C) of ``real`` classes at row offsets ``MASK_OFFSETS``, -inf past them, and labels among them."""
+    S = 3.0 * gen.standard_normal((N, C)) + np.resize(MASK_OFFSETS, N)[:, None]
+    S[:, real:] = -np.inf
+    return S, gen.integers(0, real, N)
+
+
+def _masked_scores_cases(seed: int, classes: int | None) -> list[Case]:
+    fixed = np.random.default_rng(64)
+    C, real = _masked_shape(seed, classes)
+    S, y = _masked_logits(12, real, C, fixed)
+    padded = Case(f"vocabulary padded with -inf ({real} classes of {C})", CORRECTNESS, {"scores": S, "y": y})
+    S, y = _masked_logits(12, C, C, fixed)
+    allowed = fixed.random((12, C)) < 0.5  # constrained decoding: each row its own set of classes
+    allowed[np.arange(12), y] = True
+    S[~allowed] = -np.inf
+    return [padded, Case("per-row masks (-inf), as constrained decoding", CORRECTNESS, {"scores": S, "y": y})]
+
+
+def _masked_linear_ce_case(seed: int, classes: int | None) -> Case:
+    """A bias of -inf on the padding columns: every row's padding lanes masked (eq. 56)."""
+    fixed = np.random.default_rng(64)
+    C, real = _masked_shape(seed, classes)
+    N, D = 12, 6
+    X, W = fixed.standard_normal((N, D)), fixed.standard_normal((D, C)) / np.sqrt(D)
+    X[:, 0], W[0, :] = np.resize(MASK_OFFSETS, N), 1.0  # each row's logits move by its offset
+    bias = 0.5 * fixed.standard_normal(C)
+    bias[real:] = -np.inf
+    name = f"bias -inf on padding columns ({real} classes of {C})"
+    return Case(name, CORRECTNESS, {"X": X, "W": W, "y": fixed.integers(0, real, N), "bias": bias})
+
+
+MASKED: dict[str, Callable[[int, int | None], list[Case]]] = {
+    "scores": _masked_scores_cases,
+    "linear_ce": lambda seed, classes: [_masked_linear_ce_case(seed, classes)],
+}
+
+
+# ----------------------------------------------------------------- cotangents (eq. 54)
+VJP_KINDS = ("scores", "linear_ce", "linear_ce without bias")  # their loss takes reduction="none" and grad_output
+
+
+def cotangent(rows: int, reduction: str, gen: np.random.Generator) -> float | np.ndarray:
+    """A loss's cotangent ``g`` for one case: |g| in [0.5, 3], either sign; for "none", (N,) with exact zeros.
+
+    Never 1, so a backward that ignores ``g`` or skips its work at ``g == 1`` is
+    caught; for "none" at least one positive, one negative and one zero entry
+    (N >= 3), so that a backward using ``g[0]`` for every row is too.
+
+    >>> g = cotangent(5, "none", np.random.default_rng(0))
+    >>> g.shape, bool((g > 0).any() and (g < 0).any() and (g == 0).any())
+    ((5,), True)
+    >>> 0.5 <= abs(cotangent(5, "mean", np.random.default_rng(0))) <= 3
+    True
+    """
+    if reduction != "none":
+        return float(_exact(gen.choice([-1.0, 1.0]) * gen.uniform(0.5, 3.0)))
+    magnitude = gen.uniform(0.5, 3.0, rows)
+    g = gen.choice([-1.0, 1.0], rows) * magnitude
+    g[gen.random(rows) < 0.2] = 0.0
+    for place, sign in zip(gen.permutation(rows)[:3], (1.0, -1.0, 0.0), strict=False):
+        g[place] = sign * magnitude[place]
+    return _exact(g)
+
+
+def _exact(g: Any) -> Any:
+    """``g`` on a grid of 1/64 in [0.5, 3]: 8 significant bits, exact in every dtype down to bfloat16 (and never 1)."""
+    g = np.round(np.asarray(g) * 64.0) / 64.0
+    return np.where(np.abs(g) == 1.0, g * 65.0 / 64.0, g)
+
+
 BUILDERS: dict[str, Callable[[int, int | None], list[Case]]] = {
     "scores": _scores_cases,
     "linear": _linear_cases,
@@ -367,17 +472,35 @@ def _with_ignored_rows(case: Case, ignore_index: int) -> Case:
     return replace(case, inputs={**case.inputs, "y": y})
 
 
-def battery(kind: str, seed: int = 0, *, classes: int | None = None, ignore_index: int | None = None) -> list[Case]:
+def battery(
+    kind: str,
+    seed: int = 0,
+    *,
+    classes: int | None = None,
+    ignore_index: int | None = None,
+    reduction: str | None = None,
+    masks: bool = True,
+) -> list[Case]:
     """Every case for ``kind``, float64, correctness cases first.
 
     ``classes`` fixes C (a class ``weight`` has one entry per class). With
     ``ignore_index``, rows of every case with N > 1 carry it, and a robustness
     case has every row ignored (the mean of nothing: NaN, as torch gives).
+    ``masks`` adds the masked-lane cases (scores, linear_ce; eq. 56); with
+    ``reduction``, every case of a VJP kind carries a cotangent drawn for it (``cotangent``).
     """
     cases = BUILDERS[kind](seed, classes)
-    if ignore_index is None:
+    if masks and kind in MASKED:
+        cases[-1:-1] = MASKED[kind](seed, classes)  # before the robustness case
+    if ignore_index is not None:
+        cases = [_with_ignored_rows(c, ignore_index) if len(c.labels) > 1 else c for c in cases]
+        template = next(c for c in cases if len(c.labels) >= 4 and np.isfinite(c.inputs.get("bias", 0.0)).all()
+                        and np.isfinite(c.inputs.get("scores", 0.0)).all())  # fmt: skip
+        all_ignored = {**template.inputs, "y": np.full_like(template.labels, ignore_index)}
+        cases = [*cases, Case("every row ignored", ROBUSTNESS, all_ignored)]
+    if reduction is None or kind not in VJP_KINDS:
         return cases
-    cases = [_with_ignored_rows(c, ignore_index) if len(c.labels) > 1 else c for c in cases]
-    template = next(c for c in cases if len(c.labels) >= 4)
-    all_ignored = {**template.inputs, "y": np.full_like(template.labels, ignore_index)}
-    return [*cases, Case("every row ignored", ROBUSTNESS, all_ignored)]
+    return [
+        replace(c, grad_output=cotangent(len(c.labels), reduction, np.random.default_rng([seed, 21, i])))
+        for i, c in enumerate(cases)
+    ]

@@ -10,6 +10,7 @@ lambda, a closure) runs in this process instead, in a worker thread.
 
 from __future__ import annotations
 
+import copy
 import shlex
 import sys
 import time
@@ -31,7 +32,7 @@ from reference.checker.targets import signature_problem
 from reference.checker.values import judge_call
 from reference.checker.verdict import FAIL, CaseResult, Context, Expected
 from softmax_grad.bounds import LOW_PRECISION, MULTIPLE, row_facts
-from softmax_grad.contract import check_options, check_reduction
+from softmax_grad.contract import LOSS_REDUCTIONS, check_options, check_reduction
 
 DTYPES = ("float64", "float32", "bfloat16", "float16")
 
@@ -76,7 +77,7 @@ class Settings:
             meshes.require(kind, shape, classes)
             if framework not in ("auto", "jax"):
                 meshes.require_jax(framework)
-        return cls(kind, framework, dtype, bool(strict), check_reduction(reduction), float(reg_scale), values,
+        return cls(kind, framework, dtype, bool(strict), _reduction(kind, reduction), float(reg_scale), values,
                    int(seed), float(timeout), shape)  # fmt: skip
 
     @property
@@ -96,6 +97,17 @@ class Settings:
                 "timeout": self.timeout}  # fmt: skip
 
 
+def _reduction(kind: str, reduction: Any) -> str:
+    """``reduction`` checked for ``kind``: "none" (per-row losses, eq. 55) only where the loss has rows."""
+    reduction = check_reduction(reduction, LOSS_REDUCTIONS)
+    if reduction == "none" and kind not in cases_of.VJP_KINDS:
+        raise ValueError(
+            f"reduction='none' is for the kinds whose loss is a sum over rows, scores and linear_ce; kind {kind!r} "
+            "adds a penalty on the weights to the reduced loss, which belongs to no row: use 'mean' or 'sum'"
+        )
+    return reduction
+
+
 def _denominator(y: np.ndarray, weight: np.ndarray | None, ignore_index: int | None) -> float:
     """What eq. (20)'s "mean" divides by: the label weights of the kept rows (their number, unweighted)."""
     kept = y if ignore_index is None else y[y != ignore_index]
@@ -103,25 +115,31 @@ def _denominator(y: np.ndarray, weight: np.ndarray | None, ignore_index: int | N
 
 
 class _Oracle:
-    """The oracle's result on one case at the check's settings, and at other ``reg`` or ReLU conventions."""
+    """The oracle's result on one case at the check's settings, and at other ``reg``, ReLU conventions or cotangents."""
 
     def __init__(self, kind: kinds.Kind, case: Case, settings: Settings, sizes: dict[str, int]) -> None:
         self.kind, self.settings, self.sizes, self.dtype = kind, settings, sizes, settings.np_dtype
         self.inputs = oracle.rounded(case.inputs, self.dtype)  # low-precision inputs are judged as the numbers they are
         self.reg = self.inputs.get("reg", 0.0)
+        self.grad_output = case.grad_output  # eq. (54)'s g: on a grid that every dtype holds exactly (battery)
         self.cache: dict[tuple, Expected] = {}
-        self.bound_cache: dict[float, dict[str, Any]] = {}
+        self.bound_cache: dict[tuple, dict[str, Any]] = {}
 
-    def bounds(self, reg: float | None = None) -> dict[str, Any]:
-        """Each output's rounding-error bound at this case (docs/derivation.md section 9), at ``reg``."""
+    def bounds(self, reg: float | None = None, cotangent: Any = None) -> dict[str, Any]:
+        """Each output's rounding-error bound at this case (docs/derivation.md section 9), at ``reg``.
+
+        The gradients' bounds are those of the VJP at the case's cotangent, or at ``cotangent`` (eq. 54).
+        """
         reg = self.reg if reg is None else reg
-        if reg not in self.bound_cache:
+        g = self.grad_output if cotangent is None else cotangent
+        key = (reg, None if g is None else np.asarray(g).tobytes())
+        if key not in self.bound_cache:
             options = dict(self.settings.options)
-            self.bound_cache[reg] = oracle.bounds(
+            self.bound_cache[key] = oracle.bounds(
                 self.kind, self.inputs, self.dtype, reduction=self.settings.reduction, options=options,
-                reg=2.0 * self.settings.reg_scale * reg,
+                reg=2.0 * self.settings.reg_scale * reg, grad_output=g,
             )  # fmt: skip
-        return self.bound_cache[reg]
+        return self.bound_cache[key]
 
     def own(self, adapter: Any) -> Expected | None:
         """The framework's own plain autodiff on this case in its low precision; None in float32 and float64."""
@@ -131,15 +149,25 @@ class _Oracle:
         return frameworks.adapter(adapter.NAME).own(
             self.kind, cases_of.cast(self.inputs, self.dtype), reduction=self.settings.reduction,
             options=dict(self.settings.options), reg=2.0 * self.settings.reg_scale * self.reg,
+            grad_output=self.grad_output,
         )  # fmt: skip
+
+    def at_unit_cotangent(self) -> _Oracle:
+        """This oracle at cotangent 1 (ones for "none"): for a function that returns gradients it computed
+        without being given the cotangent. The caches are shared: their keys hold the cotangent."""
+        unit = copy.copy(self)
+        unit.grad_output = None
+        return unit
 
     @property
     def program(self) -> int:
         """What the compiled program depends on, once padded: the class count."""
         return _classes(self.kind, self.inputs)
 
-    def __call__(self, reg: float | None = None, relu_gate_at_zero: bool = False) -> Expected:
-        key = (self.reg if reg is None else reg, relu_gate_at_zero)
+    def __call__(self, reg: float | None = None, relu_gate_at_zero: bool = False, cotangent: Any = None) -> Expected:
+        """The loss and the VJP at the case's cotangent (or at ``cotangent``: the diagnoses' other hypotheses)."""
+        g = self.grad_output if cotangent is None else cotangent
+        key = (self.reg if reg is None else reg, relu_gate_at_zero, None if g is None else np.asarray(g).tobytes())
         if key not in self.cache:
             inputs = dict(self.inputs)
             # R = reg_scale * reg * sum W^2 is eq. (3)'s reg'/2 * sum W^2 with reg' = 2 reg_scale reg
@@ -149,13 +177,18 @@ class _Oracle:
             options = dict(self.settings.options)
             if options["ignore_index"] is None:
                 options["ignore_index"] = PADDING_LABEL  # the padded rows' label; no real label is negative
+            rows = len(self.inputs["y"])
+            if g is not None and np.ndim(g) == 1:  # the padded rows' cotangent is 0: they add nothing (eq. 54)
+                g = np.pad(np.asarray(g, np.float64), (0, self.sizes.get("N", rows) - rows))
             loss, gradients = oracle.expected(
                 self.kind,
                 self.kind.call_args(oracle.padded(self.kind, inputs, self.sizes, options["ignore_index"])),
                 reduction=self.settings.reduction,
                 options=options,
+                grad_output=g,
                 **static,
             )
+            loss = loss[:rows].copy() if np.ndim(loss) else loss
             self.cache[key] = loss, oracle.unpadded(gradients, self.kind, self.inputs)
         return self.cache[key]
 
@@ -228,7 +261,10 @@ def check(
             is judged by its rounding-error bound in that dtype (docs/derivation.md section 9); in bfloat16
             and float16 the framework's own plain autodiff of the loss runs beside it as a yardstick.
         strict: count warnings (a non-finite loss beside a right gradient on a robustness case) as failures.
-        reduction: ``"mean"`` (eq. 4) or ``"sum"``.
+        reduction: ``"mean"`` (eq. 4), ``"sum"``, or ``"none"`` (per-row losses, eq. 55; kinds scores and
+            linear_ce). For these two kinds every case carries a random cotangent ``g`` (eq. 54): a lone loss
+            is differentiated at it (``loss.backward(g)``, ``jax.vjp``), a function with a ``grad_output``
+            parameter is called with it, and the gradients are judged against the oracle's VJP at ``g``.
         reg_scale: the penalty ``R = reg_scale * reg * sum W^2``; 0.5 is eq. (3).
         weight, ignore_index, label_smoothing, z_loss, softcap: the loss options the function implements
             (README, "Loss options"), applied by the oracle. A ``weight`` fixes C = ``len(weight)``.
@@ -287,10 +323,17 @@ def _callable_as(spec: kinds.Kind, problems: dict[str, str | None]) -> kinds.Kin
 
 def _battery(spec: kinds.Kind, settings: Settings) -> list[Case]:
     classes = settings.classes if settings.mesh is None else meshes.mesh_classes(settings.mesh, settings.classes)
-    battery = cases_of.battery(spec.name, settings.seed, classes=classes, ignore_index=settings.options["ignore_index"])
+    battery = _cases(spec, settings, classes)
     if settings.mesh is None:
         return battery
     return [case for case in battery if meshes.unfit(spec, case.inputs, settings.mesh) is None]
+
+
+def _cases(spec: kinds.Kind, settings: Settings, classes: int | None) -> list[Case]:
+    """The battery at these settings: each case with its cotangent; masked lanes unless label smoothing (eq. 56)."""
+    options = settings.options
+    return cases_of.battery(spec.name, settings.seed, classes=classes, ignore_index=options["ignore_index"],
+                            reduction=settings.reduction, masks=not options["label_smoothing"])  # fmt: skip
 
 
 def _off_mesh(spec: kinds.Kind, settings: Settings) -> dict[str, str]:
@@ -298,7 +341,7 @@ def _off_mesh(spec: kinds.Kind, settings: Settings) -> dict[str, str]:
     if settings.mesh is None:
         return {}
     classes = meshes.mesh_classes(settings.mesh, settings.classes)
-    battery = cases_of.battery(spec.name, settings.seed, classes=classes, ignore_index=settings.options["ignore_index"])
+    battery = _cases(spec, settings, classes)
     return {case.name: why for case in battery if (why := meshes.unfit(spec, case.inputs, settings.mesh))}
 
 
@@ -324,6 +367,7 @@ def _check(
         loaded = child.loaded()
         adapter: Any = child.adapter
         where = "in a child process"
+        takes = bool(loaded.get("takes_grad_output"))
         if isinstance(fn, str):  # only the child has seen the function
             chosen, fitted = loaded["framework"], _callable_as(spec, loaded["problems"])
             if fitted is not spec:  # fn(X, W, y): no bias
@@ -331,11 +375,13 @@ def _check(
                 oracles = _oracles(spec, battery, settings)
     else:  # a function that no other process can find runs here
         adapter = frameworks.adapter(chosen)
+        takes = runner.takes_grad_output(fn)
         where = ("in the checker's own process: a lambda, a closure or a function of __main__ cannot be loaded by "
                  "another; define it at the top level of a module (or check file.py:function from the command "
                  "line) to run it apart")  # fmt: skip
     results: list[CaseResult] = []
     stopped: str | None = None
+    unit = False  # whether some case was judged at cotangent 1, the function returning gradients it computed
     for case, expected in zip(battery, oracles, strict=True):
         if stopped is not None:
             results.append(CaseResult(case.name, case.tier, FAIL, [f"not run: {stopped}"]))
@@ -346,12 +392,18 @@ def _check(
         else:
             call = runner.call(fn, spec, case, adapter, settings.np_dtype, settings.timeout)
             stopped = f"the function hung on {case.name!r}" if call.timed_out else None
+        if not (takes or call.by_autodiff):  # it computed its gradients without seeing the cotangent: at 1
+            expected = expected.at_unit_cotangent()
+            unit = unit or case.grad_output is not None
         results.append(judge_call(context(spec, case, settings, expected, adapter), case, call, adapter))
         if settings.mesh is not None and results[-1].status == FAIL:
             first = all(result.status != FAIL for result in results[:-1])
             results[-1].messages += _mesh_diagnosis(spec, case, settings, expected, call, first)
     if settings.mesh is not None:
         where += " " + meshes.describe(settings.mesh, _off_mesh(spec, settings))
+    if unit:
+        where += ("; it returns its own gradients and has no grad_output parameter, so they were judged as "
+                  "the gradient (cotangent 1); give it one to have its vector-Jacobian product judged (eq. 54)")
     return _report(spec, settings, chosen, where, results, battery, save_failure, target)
 
 
@@ -371,7 +423,8 @@ def context(spec: kinds.Kind, case: Case, settings: Settings, expected: _Oracle,
     denominator = _denominator(np.asarray(case.labels), options["weight"], options["ignore_index"])
     facts = row_facts(oracle.logits(spec, expected.inputs), case.labels)
     return Context(spec, expected.dtype, settings.reduction, settings.reg_scale, denominator, expected,
-                   options["softcap"], expected.bounds, expected.own(adapter), facts)  # fmt: skip
+                   options["softcap"], expected.bounds, expected.own(adapter), facts,
+                   grad_output=expected.grad_output)  # fmt: skip
 
 
 def _report(

@@ -54,7 +54,7 @@ def _load(request: Mapping[str, Any], target: _Target) -> dict[str, Any]:
         return {"error": f"the target cannot be loaded here: {type(exc).__name__}: {exc}"}
     target.fn = fn
     problems = {name: targets.signature_problem(fn, kinds.get(name)) for name in request["kinds"]}
-    return {"framework": chosen, "problems": problems}
+    return {"framework": chosen, "problems": problems, "takes_grad_output": runner.takes_grad_output(fn)}
 
 
 def _readable(value: Any, adapter: ModuleType) -> Any:
@@ -78,7 +78,8 @@ def _gradients(kind: kinds.Kind, returned: Any, adapter: ModuleType, named: bool
 
 def _call(request: Mapping[str, Any], target: _Target) -> dict[str, Any]:
     kind, dtype = kinds.get(request["kind"]), _dtype(request["dtype"])
-    outcome = runner.run(target.fn, kind, request["inputs"], request["layout"], target.adapter, dtype)
+    outcome = runner.run(target.fn, kind, request["inputs"], request["layout"], target.adapter, dtype,
+                         grad_output=request.get("grad_output"))  # fmt: skip
     if outcome.error:
         result = None
     elif isinstance(outcome.result, tuple) and len(outcome.result) == 2:

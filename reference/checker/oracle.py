@@ -1,9 +1,13 @@
-"""The checker's oracle: ``jax.value_and_grad`` of ``reference.losses``, with every loss option.
+"""The checker's oracle: ``jax.vjp`` of ``reference.losses`` at the case's cotangent, with every loss option.
 
 The public ``reference.autodiff`` functions take the options for the scores
-only; the checker needs them (and both reductions) for every kind, so it
-differentiates the same loss definitions here, in float64 inside a local
-``jax.enable_x64`` context (no global JAX setting changes). Each kind's
+only; the checker needs them (and every reduction, "none" included) for every
+kind, so it differentiates the same loss definitions here, in float64 inside a
+local ``jax.enable_x64`` context (no global JAX setting changes). The gradient
+is the vector-Jacobian product at the cotangent (derivation eq. 54): for "mean"
+and "sum" a scalar, for "none" one per row of the per-row losses (eq. 55),
+each row's "sum" loss. Masked classes (``-inf``, eq. 56) are kept out of reach of
+the loss definitions (``_masked``). Each kind's
 derivative is one ``jax.jit`` program: the options are traced arguments, so
 one compilation per case shape serves every value of ``reg``, ``z_loss`` or
 ``label_smoothing``; ``None`` options (no weight, no softcap, no ignore_index)
@@ -27,9 +31,41 @@ from reference.checker.kinds import Kind
 from softmax_grad import bounds as error_bounds
 
 
+def _masked(S: jax.Array, options: Mapping[str, Any]) -> tuple[jax.Array, dict[str, Any]]:
+    """The capped logits (eq. 17) with every ``-inf`` kept out of reach, and the options without the cap.
+
+    Eq. (56): a masked class (``-inf``) has probability 0 and gradient 0, and
+    soft-capping keeps it ``-inf``. The loss definitions would meet ``0 * -inf``
+    there; so the cap is applied here, and each masked lane becomes a number
+    1000 below its row's lowest logit, whose ``exp`` is 0 in float64 (the
+    probability is exactly 0, and so is its term of every sum). ``where``
+    sends no gradient to a masked lane: exactly 0, as eq. (56) says. Without
+    a ``-inf`` this is eq. (17) as ``reference.losses`` writes it.
+    """
+    cap = options.get("softcap")
+    masked = jnp.isneginf(S)
+    finite = jnp.where(masked, 0.0, S)  # no tanh or product ever sees -inf, so no NaN reaches a gradient
+    Z = finite if cap is None else cap * jnp.tanh(finite / cap)
+    floor = jax.lax.stop_gradient(jnp.min(jnp.where(masked, jnp.inf, Z), axis=1, keepdims=True) - 1000.0)
+    return jnp.where(masked, floor, Z), {**options, "softcap": None}
+
+
+def _row_losses(Z: jax.Array, y: jax.Array, options: Mapping[str, Any]) -> jax.Array:
+    """Eq. (55): the per-row losses of reduction "none", each row's "sum" loss (weighted, ignored rows 0)."""
+    return jax.vmap(lambda z, t: losses.softmax_loss_value(z[None], t[None], "sum", **options))(Z, y)
+
+
+def _softmax_loss(S: jax.Array, y: jax.Array, reduction: str, options: Mapping[str, Any]) -> jax.Array:
+    """Eqs. (2), (4), (17)-(21), (55), (56): the loss of scores ``S`` at any reduction, masks allowed."""
+    Z, options = _masked(S, options)
+    if reduction == "none":
+        return _row_losses(Z, y, options)
+    return losses.softmax_loss_value(Z, y, reduction, **options)
+
+
 def _scores_value(S: jax.Array, y: jax.Array, *, reduction: str, options: Mapping[str, Any]) -> jax.Array:
-    """Eqs. (2), (4), (17)-(21)."""
-    return losses.softmax_loss_value(S, y, reduction, **options)
+    """Eqs. (2), (4), (17)-(21), (55)-(56)."""
+    return _softmax_loss(S, y, reduction, options)
 
 
 def _linear_value(
@@ -69,9 +105,9 @@ def _linear_ce_value(
     reduction: str,
     options: Mapping[str, Any],
 ) -> jax.Array:
-    """Eq. (25): the loss of the logits ``X W + b``, with eqs. (17)-(21)."""
+    """Eq. (25): the loss of the logits ``X W + b``, with eqs. (17)-(21); a bias of -inf masks a class (eq. 56)."""
     S = X @ W if bias is None else X @ W + bias
-    return losses.softmax_loss_value(S, y, reduction, **options)
+    return _softmax_loss(S, y, reduction, options)
 
 
 VALUE_FUNCTIONS: dict[str, Callable[..., jax.Array]] = {
@@ -92,22 +128,35 @@ _lock = threading.Lock()
 
 @functools.cache
 def _derivative(kind: str, argnums: tuple[int, ...]) -> Callable[..., Any]:
+    """The loss and its vector-Jacobian product at a cotangent (eq. 54), one jitted program per kind."""
     statics = ("reduction", "relu_gate_at_zero") if kind == "two_layer" else ("reduction",)
-    return jax.jit(jax.value_and_grad(VALUE_FUNCTIONS[kind], argnums=argnums), static_argnames=statics)
+    value = VALUE_FUNCTIONS[kind]
+
+    def value_and_vjp(*args: Any, cotangent: jax.Array, options: Any, **static: Any) -> tuple[jax.Array, tuple]:
+        def of(*differentiated: Any) -> jax.Array:
+            full = list(args)
+            for position, argument in zip(argnums, differentiated, strict=True):
+                full[position] = argument
+            return value(*full, options=options, **static)
+
+        loss, pullback = jax.vjp(of, *(args[i] for i in argnums))
+        return loss, pullback(cotangent.astype(loss.dtype))
+
+    return jax.jit(value_and_vjp, static_argnames=statics)
 
 
-def _run(kind: str, argnums: tuple[int, ...], args: tuple, options: dict, **static: Any) -> Any:
+def _run(kind: str, argnums: tuple[int, ...], args: tuple, options: dict, cotangent: Any, **static: Any) -> Any:
     """The compiled program for these argument shapes (compiled once, ahead of time), called on them."""
-    leaves, tree = jax.tree_util.tree_flatten((args, options))
+    leaves, tree = jax.tree_util.tree_flatten((args, options, cotangent))
     key = (kind, argnums, tuple(sorted(static.items())), tree, tuple((x.shape, x.dtype) for x in leaves))
     with _lock:
         program = _programs.get(key)
     if program is None:
-        lowered = _derivative(kind, argnums).lower(*args, options=options, **static)
+        lowered = _derivative(kind, argnums).lower(*args, cotangent=cotangent, options=options, **static)
         program = lowered.compile(compiler_options=COMPILER_OPTIONS)
         with _lock:
             _programs[key] = program
-    return program(*args, options=options)
+    return program(*args, cotangent=cotangent, options=options)
 
 
 def register(kind: str, value: Callable[..., jax.Array]) -> None:
@@ -126,21 +175,34 @@ def _as_jax(value: Any) -> Any:
 
 
 def expected(
-    kind: Kind, arguments: tuple[Any, ...], *, reduction: str, options: Mapping[str, Any], **static: Any
-) -> tuple[float, dict[str, np.ndarray]]:
-    """The loss and its gradients (NumPy, float64, named as ``kind`` names them) at ``arguments``.
+    kind: Kind,
+    arguments: tuple[Any, ...],
+    *,
+    reduction: str,
+    options: Mapping[str, Any],
+    grad_output: Any = None,
+    **static: Any,
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """The loss and its vector-Jacobian product at ``grad_output`` (NumPy, float64, named as ``kind`` names them).
 
     ``arguments`` are NumPy arrays (float32 inputs are read as the float64
     numbers they are), ``reg`` a float, in the kind's call order.
+    ``grad_output`` is the loss's cotangent (eq. 54): a float for "mean" and
+    "sum" (None: 1, the gradient), an (N,) array for "none" (None: ones). The
+    loss is a float, or for "none" the (N,) per-row losses (eq. 55).
     """
     names = tuple(dict.fromkeys(path[0] for path, _ in kind.differentiable))
     argnums = tuple(kind.arguments.index(name) for name in names)
+    if grad_output is None:
+        rows = np.shape(arguments[kind.arguments.index("y")])[0]
+        grad_output = np.ones(rows) if reduction == "none" else 1.0
     with jax.enable_x64(True):
         loss, gradients = _run(
             kind.name,
             argnums,
             tuple(_as_jax(a) for a in arguments),
             _as_jax(dict(options)),
+            jnp.asarray(grad_output, jnp.float64),
             reduction=reduction,
             **static,
         )
@@ -149,7 +211,7 @@ def expected(
             name: np.asarray(by_argument[path[0]][path[1]] if len(path) > 1 else by_argument[path[0]], np.float64)
             for path, name in kind.differentiable
         }
-        return float(loss), named
+        return (np.asarray(loss, np.float64) if reduction == "none" else float(loss)), named
 
 
 def _pad(value: Any, axes: Any, sizes: Mapping[str, int], fill: int) -> Any:
@@ -207,17 +269,27 @@ def rounded(inputs: Mapping[str, Any], dtype: np.dtype) -> dict[str, Any]:
 
 
 def bounds(
-    kind: Kind, inputs: Mapping[str, Any], dtype: np.dtype, *, reduction: str, options: Mapping[str, Any], reg: float
+    kind: Kind,
+    inputs: Mapping[str, Any],
+    dtype: np.dtype,
+    *,
+    reduction: str,
+    options: Mapping[str, Any],
+    reg: float,
+    grad_output: Any = None,
 ) -> dict[str, Any]:
     """Each output's rounding-error bound at these (rounded) ``inputs`` (docs/derivation.md section 9).
 
-    Named as ``kind`` names its outputs, with ``"loss"``; ``reg`` is eq. (3)'s.
+    Named as ``kind`` names its outputs, with ``"loss"``; ``reg`` is eq. (3)'s;
+    the gradients' bounds are those of the VJP at ``grad_output`` (eq. 54; None: 1).
     In float64 the bound is doubled: the oracle is a float64 computation too,
     so two correct results may differ by twice it.
     """
     prec = error_bounds.precision(dtype)
     opts = {key: value for key, value in options.items()}
     opts["weight"] = None if opts.get("weight") is None else np.asarray(opts["weight"], np.float64)
+    if grad_output is not None:  # the VJP kinds' (linear and two_layer take none)
+        opts["grad_output"] = grad_output
     y = np.asarray(inputs["y"])
     name = kind.name
     if name == "scores":

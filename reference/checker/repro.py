@@ -29,6 +29,8 @@ def save(path: Path, case: Case, settings: dict[str, Any]) -> None:
             arrays |= {f"params_{k}": v for k, v in value.items()}
         else:
             arrays[name] = np.asarray(value)
+    if case.grad_output is not None:  # the case's cotangent (eq. 54): the rerun judges the same VJP
+        arrays["grad_output"] = np.asarray(case.grad_output)
     options = dict(settings["options"])
     if options["weight"] is not None:
         arrays["option_weight"] = np.asarray(options["weight"])
@@ -47,13 +49,17 @@ def load(path: str | Path) -> tuple[Case, dict[str, Any]]:
         arrays = {k: data[k] for k in data.files if k != _META}
     if "option_weight" in arrays:
         meta["options"]["weight"] = arrays.pop("option_weight")
+    grad_output = arrays.pop("grad_output", None)
+    if grad_output is not None and grad_output.ndim == 0:
+        grad_output = float(grad_output)
     inputs: dict[str, Any] = {k: v for k, v in arrays.items() if not k.startswith("params_")}
     params = {k.removeprefix("params_"): v for k, v in arrays.items() if k.startswith("params_")}
     if params:
         inputs["params"] = params
     if "reg" in inputs:
         inputs["reg"] = float(inputs["reg"])
-    case = Case(meta["case"], meta["tier"], inputs, meta["layout"], meta["relu_zeros"], tuple(meta["notes"]))
+    case = Case(meta["case"], meta["tier"], inputs, meta["layout"], meta["relu_zeros"], tuple(meta["notes"]),
+                grad_output)  # fmt: skip
     return case, meta
 
 
@@ -77,15 +83,18 @@ def rerun(path: str | Path, fn: Callable | str):
     child = sealed.open_child(fn, settings.framework, [spec.name], settings.timeout)
     try:
         if child is not None:
-            child.loaded()
+            takes = bool(child.loaded().get("takes_grad_output"))
             adapter = child.adapter
             call = child.call(spec, case, settings.np_dtype, settings.timeout)
         else:
             adapter = frameworks.adapter(settings.framework)
+            takes = runner.takes_grad_output(fn)
             call = runner.call(fn, spec, case, adapter, settings.np_dtype, settings.timeout)
     finally:
         if child is not None:
             child.close()
+    if not (takes or call.by_autodiff):  # as check judges it: gradients computed without the cotangent, at 1
+        expected = expected.at_unit_cotangent()
     result = judge_call(checking.context(spec, case, settings, expected, adapter), case, call, adapter)
     failed = not result.passed or (meta["strict"] and result.status == "warn")
     verdict = "FAIL" if failed else result.status

@@ -9,6 +9,7 @@ function no child can load, in a worker thread here (``call``).
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 import sys
@@ -95,14 +96,17 @@ def run(
     framework: ModuleType,
     dtype: np.dtype,
     captured: io.StringIO | None = None,
+    grad_output: Any = None,
 ) -> Call:
     """Call ``fn`` once on fresh copies of ``inputs`` (already in ``dtype``), here and now, and say what it did.
 
     Prints and warnings are captured; an exception (``SystemExit`` too) becomes
     the call's error with the function's own traceback. A loss returned alone is
-    differentiated by the framework, and the value the differentiated call
-    computes is kept beside it: both are judged. With ``captured`` given, the
-    caller has sent ``sys.stdout`` and ``sys.stderr`` there itself.
+    differentiated by the framework at the cotangent ``grad_output`` (eq. 54;
+    None: 1), and the value the differentiated call computes is kept beside it:
+    both are judged. A function with a ``grad_output`` parameter is called with
+    it. With ``captured`` given, the caller has sent ``sys.stdout`` and
+    ``sys.stderr`` there itself.
     """
     given = fresh_inputs(inputs, layout)
     outcome = Call()
@@ -116,13 +120,16 @@ def run(
             warnings.simplefilter("always")
             with framework.context(dtype):
                 args = framework.arguments(kind, given)
-                result = framework.invoke(fn, args, kind)
+                g = None if grad_output is None else framework.cotangent(laid_out(np.asarray(grad_output), "C")
+                                                                         if np.ndim(grad_output) else grad_output)
+                cotangent = {"grad_output": g, "takes": grad_output is not None and takes_grad_output(fn)}
+                result = framework.invoke(fn, args, kind, **cotangent)
                 if isinstance(result, tuple | list) and len(result) == 2:
                     outcome.result = tuple(result)
-                elif not _one_number(result):
+                elif not _lone_loss(result, grad_output):
                     outcome.result = result  # the verdict says what is wrong with it
-                else:  # the loss alone: the framework differentiates it
-                    value, gradients = framework.differentiate(fn, kind, args, result)
+                else:  # the loss alone: the framework differentiates it, at the cotangent
+                    value, gradients = framework.differentiate(fn, kind, args, result, **cotangent)
                     outcome.result, outcome.by_autodiff = (result, gradients), True
                     outcome.second_loss, outcome.second_loss_is = value, framework.SECOND_VALUE
                 outcome.mutated = _changes(inputs, _seen(kind, args, given))
@@ -136,6 +143,20 @@ def run(
             sys.stdout, sys.stderr = stdout, stderr
     outcome.printed = captured.getvalue()
     return outcome
+
+
+def takes_grad_output(fn: Callable) -> bool:
+    """Whether ``fn`` has a parameter named ``grad_output``: it is then called with the case's cotangent (eq. 54).
+
+    >>> takes_grad_output(lambda scores, y, *, grad_output=None: None), takes_grad_output(lambda scores, y: None)
+    (True, False)
+    """
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    found = parameters.get("grad_output")
+    return found is not None and found.kind in (found.POSITIONAL_OR_KEYWORD, found.KEYWORD_ONLY)
 
 
 def hung(timeout: float) -> str:
@@ -153,7 +174,9 @@ def call(fn: Callable, kind: Kind, case: Case, framework: ModuleType, dtype: np.
     outcome: list[Call] = []
     captured = io.StringIO()
     worker = threading.Thread(
-        target=lambda: outcome.append(run(fn, kind, inputs, case.layout, framework, dtype, captured)),
+        target=lambda: outcome.append(
+            run(fn, kind, inputs, case.layout, framework, dtype, captured, cast(case.grad_output, dtype))
+        ),
         name=f"softmax-grad check: {case.name}",
         daemon=True,
     )
@@ -169,15 +192,15 @@ def call(fn: Callable, kind: Kind, case: Case, framework: ModuleType, dtype: np.
     return outcome[0]
 
 
-def _one_number(value: Any) -> bool:
-    """A loss returned alone: a number, or an array or tensor of one element."""
+def _lone_loss(value: Any, grad_output: Any = None) -> bool:
+    """A loss returned alone: a number, or an array or tensor of one element; for "none", of one per row."""
     if isinstance(value, bool | str | bytes | tuple | list | Mapping) or value is None:
         return False
     if isinstance(value, int | float | np.number):
         return True
     numel = getattr(value, "numel", None)  # torch
     size = numel() if callable(numel) else getattr(value, "size", None)
-    return size == 1
+    return size == 1 or (np.ndim(grad_output) == 1 and size == np.size(grad_output) and len(np.shape(value)) == 1)
 
 
 def _seen(kind: Kind, args: tuple[Any, ...], given: Mapping[str, Any]) -> dict[str, Any]:

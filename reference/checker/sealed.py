@@ -286,7 +286,7 @@ class Child:
     def call(self, kind: Kind, case: Case, dtype: np.dtype, timeout: float) -> runner.Call:
         """Run the target on ``case`` in the child; a dead, hung or lying child is a failed call (and ``gone``)."""
         request = {"op": "call", "kind": kind.name, "dtype": np.dtype(dtype).name, "layout": case.layout,
-                   "inputs": cast(case.inputs, dtype)}  # fmt: skip
+                   "inputs": cast(case.inputs, dtype), "grad_output": cast(case.grad_output, dtype)}  # fmt: skip
         try:
             reply = self._exchange(request, timeout)
         except wire.PipeClosedError:

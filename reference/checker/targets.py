@@ -163,3 +163,4 @@ def signature_problem(fn: Callable, kind: Kind) -> str | None:
         name = getattr(fn, "__name__", repr(fn))
         return f"{name}{signature} cannot be called as {kind.signature}: {exc}"
     return None
+

@@ -1,7 +1,7 @@
 """Both values of a loss returned alone are judged: the plain call's, and the differentiated call's.
 
 A JAX ``custom_vjp`` computes its value twice, in the function (a plain call)
-and in its forward rule (what ``jax.value_and_grad`` returns); an
+and in its forward rule (what ``jax.vjp`` returns); an
 ``autograd.Function`` may compute another value when its inputs require
 gradients. Training uses the second; a check that judged only the first would
 pass a forward rule that returns N times the loss. Each value goes through the

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from reference.checker.battery import ROBUSTNESS, Case
+from reference.checker.cotangents import cotangent_hint
 from reference.checker.hints import non_finite_hints
 from reference.checker.kinds import Kind
 from reference.checker.runner import Call
@@ -75,6 +76,7 @@ class Context:
     bounds: Callable[..., dict[str, Any]] | None = None  # bounds(reg=...): each output's rounding-error bound
     own: Expected | None = None  # the framework's own plain autodiff on the same inputs (bfloat16, float16)
     rows: dict[str, np.ndarray] = field(default_factory=dict)  # per-row facts for the diagnoses (bounds.row_facts)
+    grad_output: Any = None  # the case's cotangent (eq. 54): the gradients expected are the VJP at it
 
     def bound(self, reg: float | None = None) -> dict[str, Any]:
         return self.bounds() if reg is None else self.bounds(reg=reg)
@@ -86,7 +88,7 @@ class Context:
         own_loss, own = self.own
         want_loss, want = self.oracle()
         if name == "loss":
-            return abs(own_loss - want_loss) if np.isfinite(own_loss) and np.isfinite(want_loss) else 0.0
+            return np.nan_to_num(np.abs(np.asarray(own_loss) - want_loss), nan=0.0, posinf=0.0)
         return np.nan_to_num(np.abs(own[name] - want[name]))
 
     def judged(self, actual: Any, expected: Any, name: str, bound: Any | None = None, label: str | None = None):
@@ -159,7 +161,7 @@ def _slips(ctx: Context, case: Case, name: str, want: Any, data: Any) -> list[tu
         if ctx.reduction == "mean":
             slips.append((f"matches reduction='sum': N = {N:g} times the mean's; divide the data term by N", N * data))
             slips.append((f"is N = {N:g} times too small: divided by N twice?", data / N))
-        else:
+        elif ctx.reduction == "sum":
             slips.append((f"matches reduction='mean': 1/N of the sum's (N = {N:g}); drop the 1/N", data / N))
         slips = [(text, value + penalty, None) for text, value in slips]
     reg = case.inputs.get("reg", 0.0)
@@ -203,6 +205,10 @@ def diagnose(ctx: Context, case: Case, loss: np.ndarray | None, got: dict[str, n
         comparison = next(c for c in comparisons if c.label == name)
         if comparison.ratio <= FEW_BOUNDS:  # rounding gone too far, not a slip: say where it sits
             hints.append(_beyond_rounding(ctx, name, actual, np.asarray(expected, np.float64), comparison.ratio))
+            continue
+        slip = cotangent_hint(ctx, name, actual)  # eq. (54): the VJP at another cotangent than the case's
+        if slip:
+            hints.append(f"{name} {slip}")
             continue
         for text, candidate, scale in _slips(ctx, case, name, np.asarray(expected, np.float64), data_part):
             if np.shape(candidate) == np.shape(actual) and _matches(ctx, actual, candidate, expected, name):
@@ -312,11 +318,16 @@ def _beyond_rounding(ctx: Context, name: str, actual: np.ndarray, expected: np.n
 
 
 # ----------------------------------------------------------------- the verdict
-def _loss_of(returned: Any, framework: ModuleType) -> tuple[np.ndarray | None, list[str], list[str]]:
-    """The loss as a 0-d array, problems, notes."""
+def _loss_of(returned: Any, framework: ModuleType, rows: int | None = None) -> tuple[Any, list[str], list[str]]:
+    """The loss as a 0-d array (``rows``: the (N,) per-row losses of reduction "none"), problems, notes."""
     arr, problem = _read(returned, "the loss", framework)
     if problem:
         return None, [problem], []
+    if rows is not None:
+        if arr.shape != (rows,) or not _real(arr.dtype):
+            return None, [f"the loss has shape {arr.shape} and dtype {arr.dtype}; reduction='none' expects the "
+                          f"({rows},) per-row losses"], []  # fmt: skip
+        return arr, [], []
     if arr.size != 1:
         return None, [f"the loss has shape {arr.shape}; expected one number"], []
     if not _real(arr.dtype):
@@ -343,7 +354,7 @@ def _own_ratios(ctx: Context, loss: np.ndarray | None, got: dict[str, np.ndarray
     want_loss, want = ctx.oracle()
     own_loss, own = ctx.own
     pairs = [(n, got[n], want[n], own[n]) for n in want if n in got and np.shape(got[n]) == np.shape(want[n])]
-    if loss is not None and np.isfinite(want_loss):
+    if loss is not None and np.isfinite(want_loss).all() and np.shape(loss) == np.shape(want_loss):
         pairs.append(("loss", loss, want_loss, own_loss))
     ratios = {}
     for name, actual, expected, theirs in pairs:
@@ -373,7 +384,8 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
         return result
     if call.by_autodiff:
         notes.append(f"the loss came alone; its gradients are {framework.NAME}'s autodiff of it")
-    loss, problems, loss_notes = _loss_of(call.result[0], framework)
+    rows = len(case.labels) if ctx.reduction == "none" else None
+    loss, problems, loss_notes = _loss_of(call.result[0], framework, rows)
     got, grad_problems = _gradients(ctx.kind, call.result[1], framework, named=call.by_autodiff)
     result.messages += problems + grad_problems
     result.notes += loss_notes
@@ -384,7 +396,7 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
             result.notes.append(f"{name} came back as {value.dtype} for {ctx.dtype.name} inputs")
     loss_comparison = None
     if loss is not None:
-        if np.isnan(want_loss):  # the mean over no kept row: undefined, NaN as torch gives
+        if np.ndim(want_loss) == 0 and np.isnan(want_loss):  # the mean over no kept row: NaN as torch gives
             if not np.isnan(loss):
                 result.warnings.append(f"the loss is {float(loss)!r} where no row is kept; the mean of nothing is NaN")
         else:
@@ -410,7 +422,7 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
         and gradients_right
         and loss_wrong
         and loss is not None
-        and not np.isfinite(loss)
+        and not np.isfinite(loss).all()
         and not result.messages
     ):
         names = ", ".join(c.label for c in comparisons)
@@ -419,15 +431,16 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
         cause = (
             "a true class's probability underflows to 0 here (logits about 1000 apart), so -log(p_y) is inf "
             "even after the max shift"
-            if np.isinf(loss) and (underflow is None or case.tier == ROBUSTNESS)
+            if np.isinf(loss).any() and (underflow is None or case.tier == ROBUSTNESS)
             else f"a true class's probability underflows to 0 in {ctx.dtype.name} here (log p_y = {underflow:.4g}, "
             f"below the log of its smallest normal number, {np.log(SMALLEST_NORMAL[ctx.dtype.name]):.4g}), so "
             "-log(p_y) is inf even after the max shift"
-            if np.isinf(loss)
+            if np.isinf(loss).any()
             else "an inf - inf or 0 * inf on the way (exp overflowing, or 0 * log 0)"
         )
+        said = float(loss) if np.ndim(loss) == 0 else "not finite"
         result.warnings.append(
-            f"the loss is {float(loss)} but the gradient is right ({names} {verb} to {error:.0e}, relative): "
+            f"the loss is {said} but the gradient is right ({names} {verb} to {error:.0e}, relative): "
             f"{cause}; {STABLE_FORM}"
         )
         result.status = WARN

@@ -19,7 +19,8 @@ TORCH_IGNORE = -100
 
 
 def _torch_ce(S, y, weight=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0, softcap=None):
-    Z = S if softcap is None else softcap * torch.tanh(S / softcap)
+    masked = torch.isneginf(S)  # a masked class stays -inf under the cap (eq. 56): tanh never sees it
+    Z = S if softcap is None else torch.where(masked, S, softcap * torch.tanh(torch.where(masked, 0.0, S) / softcap))
     w = None if weight is None else torch.as_tensor(weight, dtype=S.dtype)
     ignore = TORCH_IGNORE if ignore_index is None else ignore_index
     loss = functional.cross_entropy(Z, y, weight=w, ignore_index=ignore, label_smoothing=label_smoothing)
@@ -49,7 +50,8 @@ def torch_linear_ce(X, W, y, bias, **options):
 
 def _jax_ce(S, y, weight=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0, softcap=None):
     N, C = S.shape
-    Z = S if softcap is None else softcap * jnp.tanh(S / softcap)
+    masked = jnp.isneginf(S)  # a masked class stays -inf under the cap (eq. 56): tanh never sees it
+    Z = S if softcap is None else jnp.where(masked, S, softcap * jnp.tanh(jnp.where(masked, 0.0, S) / softcap))
     log_p = jax.nn.log_softmax(Z, axis=1)
     w = jnp.ones(C, S.dtype) if weight is None else jnp.asarray(weight, S.dtype)
     kept = jnp.ones(N, bool) if ignore_index is None else y != ignore_index
@@ -57,7 +59,9 @@ def _jax_ce(S, y, weight=None, ignore_index=None, label_smoothing=0.0, z_loss=0.
     w_y = jnp.where(kept, w[labels], 0)
     nll = -jnp.take_along_axis(log_p, labels[:, None], axis=1)[:, 0]
     smooth = -jnp.sum(w * log_p, axis=1)
-    rows = (1 - label_smoothing) * w_y * nll + label_smoothing / C * jnp.where(kept, smooth, 0)
+    rows = (1 - label_smoothing) * w_y * nll
+    if label_smoothing:  # only then: a masked class makes smooth inf, and 0 * inf is NaN
+        rows = rows + label_smoothing / C * jnp.where(kept, smooth, 0)
     denominator = jnp.sum(w_y)  # 0 when every row is ignored: the mean of nothing is NaN, its gradient 0
     loss = jnp.where(denominator > 0, jnp.sum(rows) / jnp.where(denominator > 0, denominator, 1), jnp.nan)
     if z_loss:

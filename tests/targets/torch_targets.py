@@ -45,8 +45,9 @@ def library_ignore(scores, y):
 
 
 def capped_with_z_loss(scores, y, cap=30.0, z=1e-4):
-    """Gemma 2's soft cap, then PaLM's z-loss on the capped logits."""
-    logits = cap * torch.tanh(scores / cap)
+    """Gemma 2's soft cap, then PaLM's z-loss on the capped logits; a masked class (-inf) stays masked."""
+    masked = torch.isneginf(scores)
+    logits = torch.where(masked, scores, cap * torch.tanh(torch.where(masked, 0.0, scores) / cap))
     return functional.cross_entropy(logits, y) + z * (torch.logsumexp(logits, dim=1) ** 2).mean()
 
 

@@ -1,13 +1,18 @@
 """Framework adapters: how a target's arguments are built and, when it returns the loss alone, differentiated.
 
-Each adapter is one module with the same three functions:
+Each adapter is one module with the same functions:
 
 * ``arguments(kind, inputs)``: the call's arguments in the framework's own
   types, built over fresh NumPy arrays (so that a write into them shows),
   with the differentiable ones marked (``requires_grad`` for torch);
-* ``differentiate(fn, kind, arguments, loss)``: ``(value, gradients)`` for a
-  loss the target returned alone, by the framework's own machinery
-  (``backward()``, ``jax.value_and_grad``), which is what runs a custom
+* ``cotangent(g)``: the case's cotangent (derivation eq. 54) in the framework's
+  own type, for a function that takes ``grad_output``;
+* ``invoke(fn, arguments, kind, grad_output=g, takes=...)``: the call, with
+  ``grad_output=g`` when the function takes it;
+* ``differentiate(fn, kind, arguments, loss, grad_output=g, takes=...)``:
+  ``(value, gradients)`` for a loss the target returned alone, the
+  vector-Jacobian product at ``g`` by the framework's own machinery
+  (``backward(g)``, ``jax.vjp``), which is what runs a custom
   ``autograd.Function`` or ``custom_vjp``; ``value`` is the loss as the
   differentiated call computes it (``SECOND_VALUE`` says which), judged beside
   the plain call's; NumPy has none, and says so;

@@ -1,7 +1,8 @@
-"""JAX targets: called with ``jax.Array`` arguments; a lone loss goes through ``jax.value_and_grad``.
+"""JAX targets: called with ``jax.Array`` arguments; a lone loss goes through ``jax.vjp`` at the case's cotangent.
 
 Both values of a lone loss are judged: the plain call's, and the one
-``value_and_grad`` computes (a ``custom_vjp``'s forward rule), which may differ.
+``jax.vjp`` computes (a ``custom_vjp``'s forward rule), which may differ. The
+cotangent (eq. 54) is what a ``custom_vjp``'s backward rule receives.
 
 Float64 cases run inside a local ``jax.enable_x64(True)`` context, so a target
 written for JAX's default (x64 off) still computes in float64 there; float32
@@ -29,7 +30,7 @@ from reference.checker.kinds import Kind
 from reference.checker.oracle import COMPILER_OPTIONS, VALUE_FUNCTIONS
 
 NAME = "jax"
-SECOND_VALUE = "the value jax.value_and_grad returns (a custom_vjp's forward rule)"
+SECOND_VALUE = "the value jax.vjp returns (a custom_vjp's forward rule)"
 
 # What tracing refuses (Python control flow on values, conversions to NumPy): such a function runs eagerly.
 _TRACE_ERRORS = (
@@ -65,62 +66,104 @@ def _compiled(what: Callable, key: tuple, args: tuple[Any, ...]) -> Callable:
     return program
 
 
-def _value_and_grad(fn: Callable, kind: Kind) -> tuple[Callable, tuple[str, ...], tuple[int, ...]]:
+def cotangent(value: Any) -> Any:
+    """The cotangent as the function receives it: a float, or a ``jax.Array`` (N,) of the case's dtype."""
+    return jnp.asarray(value) if isinstance(value, np.ndarray) else value
+
+
+@functools.cache
+def _plain(fn: Callable, takes: bool) -> Callable:
+    """``fn`` as a function of its arguments and the cotangent last (passed on as ``grad_output`` if it takes it).
+
+    One object per target, so that its compiled programs are found again case after case.
+    """
+
+    def call(*arguments: Any) -> Any:
+        *args, g = arguments
+        return fn(*args, grad_output=g) if takes else fn(*args)
+
+    return call
+
+
+def _value_and_vjp(plain: Callable, kind: Kind) -> tuple[Callable, tuple[str, ...], tuple[int, ...]]:
+    """``(*args, g) -> (value, VJP at g)``: ``jax.vjp`` of the loss in the differentiable arguments (eq. 54)."""
     names = tuple(dict.fromkeys(path[0] for path, _ in kind.differentiable))
     positions = tuple(kind.arguments.index(name) for name in names)
 
-    def loss_of(*call: Any) -> jax.Array:
-        return jnp.reshape(fn(*call), ())
+    def value_and_vjp(*arguments: Any) -> tuple[jax.Array, Any]:
+        *args, g = arguments
+        shape = jnp.shape(g)
 
-    return jax.value_and_grad(loss_of, argnums=positions), names, positions
+        def loss_of(*differentiated: Any) -> jax.Array:
+            call = list(args)
+            for position, value in zip(positions, differentiated, strict=True):
+                call[position] = value
+            return jnp.reshape(plain(*call, g), shape)
+
+        value, pullback = jax.vjp(loss_of, *(args[p] for p in positions))
+        return value, pullback(jnp.asarray(g).astype(value.dtype))
+
+    return value_and_vjp, names, positions
 
 
-def _lone_loss(shape: Any) -> bool:
-    return isinstance(shape, jax.ShapeDtypeStruct) and shape.size == 1 and jnp.issubdtype(shape.dtype, jnp.floating)
+def _lone_loss(shape: Any, g: Any) -> bool:
+    """A loss returned alone: one number, or for reduction "none" the (N,) row losses the cotangent matches."""
+    return (
+        isinstance(shape, jax.ShapeDtypeStruct)
+        and shape.size == np.size(g)
+        and len(shape.shape) <= max(np.ndim(g), 1)
+        and jnp.issubdtype(shape.dtype, jnp.floating)
+    )
 
 
-# value_and_grad's results for a lone loss, computed by invoke in the same program as the plain call
+# value_and_vjp's results for a lone loss, computed by invoke in the same program as the plain call
 _differentiated: dict[int, tuple[Any, Any]] = {}
 
 
-def invoke(fn: Callable, args: tuple[Any, ...], kind: Kind | None = None) -> Any:
+def invoke(fn: Callable, args: tuple[Any, ...], kind: Kind | None = None, grad_output: Any = None,
+           takes: bool = False) -> Any:  # fmt: skip
     """``fn(*args)``, compiled; eagerly if it cannot be traced, or returns what is not arrays.
 
-    A lone loss is compiled in one program with its ``value_and_grad`` (one
-    compilation a case shape instead of two); ``differentiate`` takes that
-    program's value and gradients.
+    A lone loss is compiled in one program with its VJP at ``grad_output``
+    (one compilation a case shape instead of two); ``differentiate`` takes
+    that program's value and gradients. ``takes``: ``fn`` is called with
+    ``grad_output=`` too.
     """
     _differentiated.clear()  # one call at a time: nothing left from another call can be taken for this one's
+    g = 1.0 if grad_output is None else grad_output
+    plain, full = _plain(fn, takes), (*args, g)
     try:
-        shape = jax.eval_shape(fn, *args)
+        shape = jax.eval_shape(plain, *full)
     except _TRACE_ERRORS:
-        return fn(*args)
+        return plain(*full)
     except TypeError:  # returns something that is not a pytree of arrays: let the verdict see it
-        return fn(*args)
-    if kind is not None and _lone_loss(shape):
-        value_and_grad, _, positions = _value_and_grad(fn, kind)
+        return plain(*full)
+    if kind is not None and _lone_loss(shape, g):
+        value_and_vjp, _, positions = _value_and_vjp(plain, kind)
         try:
             result, differentiated = _compiled(
-                lambda *call: (fn(*call), value_and_grad(*call)), ("both", fn, positions), args
-            )(*args)
+                lambda *call: (plain(*call), value_and_vjp(*call)), ("both", fn, takes, positions), full
+            )(*full)
         except _TRACE_ERRORS:  # traceable forward, untraceable derivative: each as it can
-            return _compiled(fn, ("call", fn), args)(*args)
+            return _compiled(plain, ("call", fn, takes), full)(*full)
         _differentiated[id(args)] = differentiated
         return result
-    return _compiled(fn, ("call", fn), args)(*args)
+    return _compiled(plain, ("call", fn, takes), full)(*full)
 
 
-def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any) -> tuple[Any, dict[str, Any]]:
-    """The value and the gradients ``jax.value_and_grad`` gives: a ``custom_vjp``'s forward rule computes the value."""
-    value_and_grad, names, positions = _value_and_grad(fn, kind)
+def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any, grad_output: Any = None,
+                  takes: bool = False) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """The value and the VJP at ``grad_output`` that ``jax.vjp`` gives: a ``custom_vjp``'s rules compute both."""
+    plain, full = _plain(fn, takes), (*args, 1.0 if grad_output is None else grad_output)
+    value_and_vjp, names, positions = _value_and_vjp(plain, kind)
     done = _differentiated.pop(id(args), None)
     if done is not None:
         value, grads = done
     else:
         try:
-            value, grads = _compiled(value_and_grad, ("grad", fn, positions), args)(*args)
+            value, grads = _compiled(value_and_vjp, ("vjp", fn, takes, positions), full)(*full)
         except _TRACE_ERRORS:
-            value, grads = value_and_grad(*args)
+            value, grads = value_and_vjp(*full)
     by_name = dict(zip(names, grads, strict=True))
     return value, {
         name: (by_name[path[0]][path[1]] if len(path) > 1 else by_name[path[0]]) for path, name in kind.differentiable
@@ -139,17 +182,35 @@ def context(dtype: np.dtype) -> Iterator[None]:
 
 @functools.cache
 def _own_program(kind: str, positions: tuple[int, ...]) -> Callable:
-    """One jitted ``value_and_grad`` per kind: it compiles once per case shape and dtype."""
-    return jax.jit(jax.value_and_grad(VALUE_FUNCTIONS[kind], argnums=positions), static_argnames="reduction")
+    """One jitted loss-and-VJP per kind (eq. 54): it compiles once per case shape and dtype."""
+    value = VALUE_FUNCTIONS[kind]
+
+    def value_and_vjp(*args: Any, g: jax.Array, reduction: str, options: Any) -> tuple[jax.Array, Any]:
+        def of(*differentiated: Any) -> jax.Array:
+            call = list(args)
+            for position, argument in zip(positions, differentiated, strict=True):
+                call[position] = argument
+            return value(*call, reduction=reduction, options=options)
+
+        loss, pullback = jax.vjp(of, *(args[p] for p in positions))
+        return loss, pullback(g.astype(loss.dtype))
+
+    return jax.jit(value_and_vjp, static_argnames="reduction")
 
 
 def own(
-    kind: Kind, inputs: Mapping[str, Any], *, reduction: str, options: Mapping[str, Any], reg: float
-) -> tuple[float, dict[str, np.ndarray]]:
-    """Plain ``jax.value_and_grad`` of the oracle's own loss definition, run in the inputs' (low-precision) dtype.
+    kind: Kind,
+    inputs: Mapping[str, Any],
+    *,
+    reduction: str,
+    options: Mapping[str, Any],
+    reg: float,
+    grad_output: Any = None,
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """Plain ``jax.vjp`` of the oracle's own loss definition, run in the inputs' (low-precision) dtype.
 
     The yardstick beside the bound: what JAX itself gets on the same inputs.
-    ``reg`` is eq. (3)'s; the result is read as float64.
+    ``reg`` is eq. (3)'s, ``grad_output`` the cotangent (eq. 54; None: 1); the result is read as float64.
     """
     names = tuple(dict.fromkeys(path[0] for path, _ in kind.differentiable))
     positions = tuple(kind.arguments.index(name) for name in names)
@@ -160,9 +221,15 @@ def own(
         dtype = next(a.dtype for a in jax.tree_util.tree_leaves(args) if hasattr(a, "dtype") and a.dtype.kind != "i")
         opts = dict(options)
         opts["weight"] = None if opts.get("weight") is None else jnp.asarray(np.asarray(opts["weight"]), dtype)
-        loss, grads = _own_program(kind.name, positions)(*args, reduction=reduction, options=opts)
+        if grad_output is None:
+            grad_output = np.ones(len(inputs["y"])) if reduction == "none" else 1.0
+        g = jnp.asarray(np.asarray(grad_output, np.float32))
+        loss, grads = _own_program(kind.name, positions)(*args, g=g, reduction=reduction, options=opts)
     by_name = dict(zip(names, grads, strict=True))
     picked = {
         name: (by_name[path[0]][path[1]] if len(path) > 1 else by_name[path[0]]) for path, name in kind.differentiable
     }
-    return float(loss), {name: np.asarray(value, np.float64) for name, value in picked.items()}
+    value = np.asarray(loss, np.float64)
+    return (value if reduction == "none" else float(value)), {
+        name: np.asarray(item, np.float64) for name, item in picked.items()
+    }

@@ -1,4 +1,4 @@
-"""PyTorch targets: called with tensors (the differentiable ones ``requires_grad``); a lone loss goes to ``backward()``.
+"""PyTorch targets: called with tensors (the differentiable ones ``requires_grad``); a lone loss goes to ``backward``.
 
 The tensors share memory with the checker's fresh NumPy copies
 (``torch.from_numpy``), so a write into an argument shows, as it does for NumPy.
@@ -7,6 +7,7 @@ The tensors share memory with the checker's fresh NumPy copies
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -47,14 +48,24 @@ def _leaf(kind: Kind, args: tuple[Any, ...], path: tuple[str, ...]) -> Any:
     return value[path[1]] if len(path) > 1 else value
 
 
-def invoke(fn: Callable, args: tuple[Any, ...], kind: Kind | None = None) -> Any:
-    return fn(*args)
+def cotangent(value: Any) -> Any:
+    """The cotangent as the function receives it: a float, or a tensor (N,) of the case's dtype."""
+    return _tensor(value, False) if isinstance(value, np.ndarray) else value
 
 
-def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any) -> tuple[Any, dict[str, Any]]:
-    """``backward()`` of the returned loss, and the loss of a second call without gradients.
+def invoke(fn: Callable, args: tuple[Any, ...], kind: Kind | None = None, grad_output: Any = None,
+           takes: bool = False) -> Any:  # fmt: skip
+    return fn(*args, grad_output=grad_output) if takes else fn(*args)
 
-    The second call runs on detached copies under ``torch.no_grad()``: an
+
+def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any, grad_output: Any = None,
+                  takes: bool = False) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """``backward(grad_output)`` of the returned loss, and the loss of a second call without gradients.
+
+    ``grad_output`` is the case's cotangent (eq. 54; None: 1), given to
+    ``backward`` in the loss's shape and dtype: what a custom
+    ``autograd.Function``'s backward receives as its incoming gradient. The
+    second call runs on detached copies under ``torch.no_grad()``: an
     ``autograd.Function`` whose forward computes another value when gradients
     are wanted is then caught, whichever of the two is wrong. If that call
     raises, only the first value is judged.
@@ -62,11 +73,13 @@ def differentiate(fn: Callable, kind: Kind, args: tuple[Any, ...], loss: Any) ->
     leaves = {name: _leaf(kind, args, path) for path, name in kind.differentiable}
     if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
         raise TypeError("returned a loss that autograd cannot differentiate (detached, or not a tensor)")
-    loss.backward()
+    g = 1.0 if grad_output is None else grad_output
+    loss.backward(torch.as_tensor(g, dtype=loss.dtype).reshape(loss.shape))
     missing = [name for name, leaf in leaves.items() if leaf.grad is None]
     if missing:
         raise TypeError(f"backward() left no gradient on {', '.join(missing)}: the loss does not depend on it")
-    return _without_grad(fn, args), {name: leaf.grad for name, leaf in leaves.items()}
+    second = functools.partial(fn, grad_output=grad_output) if takes else fn
+    return _without_grad(second, args), {name: leaf.grad for name, leaf in leaves.items()}
 
 
 def _detached(value: Any) -> Any:
@@ -100,7 +113,9 @@ def context(dtype: np.dtype) -> Iterator[None]:
 def _cross_entropy(S: torch.Tensor, y: torch.Tensor, reduction: str, options: Mapping[str, Any]) -> torch.Tensor:
     """Eqs. (17)-(21) as a PyTorch user writes them: ``F.cross_entropy`` of the capped logits, plus the z-loss."""
     cap, z = options.get("softcap"), float(options.get("z_loss") or 0.0)
-    Z = S if cap is None else cap * torch.tanh(S / cap)
+    # eq. (56): soft-capping keeps a masked class at -inf (the tanh never sees it, so no NaN reaches a gradient)
+    masked = torch.isneginf(S)
+    Z = S if cap is None else torch.where(masked, S, cap * torch.tanh(torch.where(masked, 0.0, S) / cap))
     weight = options.get("weight")
     weight = None if weight is None else torch.as_tensor(np.asarray(weight), dtype=S.dtype)
     ignore = -100 if options.get("ignore_index") is None else int(options["ignore_index"])
@@ -110,17 +125,26 @@ def _cross_entropy(S: torch.Tensor, y: torch.Tensor, reduction: str, options: Ma
     )  # fmt: skip
     if z > 0:
         kept = (y != ignore).to(S.dtype)
-        penalty = z * torch.sum(kept * torch.logsumexp(Z, dim=1) ** 2)
+        rows = z * kept * torch.logsumexp(Z, dim=1) ** 2
+        if reduction == "none":  # eq. (55): z lse_i^2 on each kept row's own loss
+            return loss + rows
+        penalty = torch.sum(rows)
         loss = loss + (penalty / torch.clamp(kept.sum(), min=1) if reduction == "mean" else penalty)
     return loss
 
 
 def own(
-    kind: Kind, inputs: Mapping[str, Any], *, reduction: str, options: Mapping[str, Any], reg: float
-) -> tuple[float, dict[str, np.ndarray]]:
+    kind: Kind,
+    inputs: Mapping[str, Any],
+    *,
+    reduction: str,
+    options: Mapping[str, Any],
+    reg: float,
+    grad_output: Any = None,
+) -> tuple[Any, dict[str, np.ndarray]]:
     """PyTorch's own plain autograd of the same loss on the same (low-precision) inputs: the yardstick beside the bound.
 
-    ``reg`` is eq. (3)'s; the result is read as float64.
+    ``reg`` is eq. (3)'s; the gradients are the VJP at ``grad_output`` (eq. 54); the result is read as float64.
     """
     args = dict(zip(kind.arguments, arguments(kind, inputs), strict=True))
     y = torch.as_tensor(np.asarray(inputs["y"]), dtype=torch.int64)
@@ -136,6 +160,10 @@ def own(
         bias = args.get("bias") if kind.name == "linear_ce" else None
         S, penalty = functional.linear(args["X"], args["W"].T, bias), 0.0
     loss = _cross_entropy(S, y, reduction, options) + penalty
-    loss.backward()
+    g = 1.0 if grad_output is None else grad_output
+    loss.backward(torch.as_tensor(np.asarray(g, np.float64)).to(loss.dtype).reshape(loss.shape))
     grads = {name: _leaf(kind, tuple(args.values()), path).grad for path, name in kind.differentiable}
-    return float(loss.detach()), {name: np.asarray(to_numpy(g), np.float64) for name, g in grads.items()}
+    value = np.asarray(to_numpy(loss), np.float64)
+    return (value if reduction == "none" else float(value)), {
+        name: np.asarray(to_numpy(g), np.float64) for name, g in grads.items()
+    }
