@@ -145,8 +145,6 @@ def _template(framework: str) -> _Template:
             atexit.register(lambda: [t.close() for t in _TEMPLATES.values()])
         _TEMPLATES[framework] = _Template(framework)
     return _TEMPLATES[framework]
-
-
 _GRACE = 5.0  # seconds a child that was told goodbye gets before it is killed
 
 

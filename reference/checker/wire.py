@@ -153,7 +153,7 @@ def _value(node: Any, arrays: list[np.ndarray], depth: int = 0) -> Any:
         return node
     if not (isinstance(node, dict) and len(node) == 1):
         raise WireError("a malformed message: a node")
-    ((tag, body),) = node.items()
+    (tag, body), = node.items()
     if tag == "array" and type(body) is int and 0 <= body < len(arrays):
         return arrays[body]
     if tag in ("list", "tuple") and isinstance(body, list):
