@@ -203,13 +203,17 @@ def _unmasked(A: jax.Array) -> jax.Array:
 
 def _block_gradient(
     Zc: jax.Array, real: jax.Array, k0: Any, lse: jax.Array, z_coef: jax.Array, rows: _Rows, w_k: jax.Array,
-    e: jax.Array, V: int, softcap: jax.Array | None,
+    e: jax.Array, V: int, softcap: jax.Array | None, others_share: jax.Array, w_total: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:  # fmt: skip
     """Eq. (51) on one (rows x chunk) block of capped logits ``Zc``, and its share ``l_i^(v)`` of eq. (50).
 
     ``real`` marks the classes that exist (padding classes, beyond V, get
     probability 0 and gradient 0, as masked ones, ``-inf``, do: eq. 56).
-    ``rows.r`` and ``z_coef`` carry the cotangent (eq. 54).
+    ``rows.r`` and ``z_coef`` carry the cotangent (eq. 54). The label's entry,
+    on its owner, is eq. (31): ``a p_y - q_y`` as
+    ``(1-e) w_y (p_y - 1) + (e/V)(p_y sum_j w_j - w_y)`` with ``p_y - 1 =
+    -others_share``, the other classes' share ``sigma^{not y} / sigma`` of
+    eq. (30), all-reduced like the sum: nothing near 1 is subtracted.
     """
     log_p = jnp.where(real, Zc - lse[:, None], -jnp.inf)
     Y = rows.local_label[:, None] == k0 + jnp.arange(Zc.shape[1])  # the label's column, on its owner only
@@ -217,8 +221,11 @@ def _block_gradient(
     row_loss = -(1 - e) * rows.w_y * jnp.sum(jnp.where(Y, log_p, 0), axis=1) - (e / V) * smoothing  # eq. (50)
     P_ = jnp.exp(log_p)
     r = rows.r
-    dZ = (r * rows.a)[:, None] * P_ - (r * (e / V))[:, None] * w_k - (r * (1 - e) * rows.w_y)[:, None] * Y
+    dZ = (r * rows.a)[:, None] * P_ - (r * (e / V))[:, None] * w_k
     dZ = dZ + z_coef[:, None] * P_  # eq. (51): the z-term, from the global lse, added apart
+    p_y = jnp.sum(jnp.where(Y, P_, 0), axis=1)  # the owner's p_y (unused elsewhere)
+    label = r * ((1 - e) * rows.w_y * -others_share + (e / V) * (w_total * p_y - rows.w_y)) + z_coef * p_y  # (31)
+    dZ = jnp.where(Y, label[:, None], dZ)
     return _cap_chain(dZ, Zc, softcap), row_loss
 
 
@@ -245,28 +252,36 @@ def _linear_block(
         S = S if bias is None else S + lax.dynamic_slice_in_dim(bias, k0, size)
         return _capped(S, softcap), start + k0 + jnp.arange(size) < V
 
-    def lse_step(k0: Any, size: int, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    def lse_step(k0: Any, size: int, carry: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
         Zc, real = logits(k0, size)
         Z = jnp.where(real, Zc, -jnp.inf)
-        m, s = carry
+        m, s, s_others = carry
         m_new = jnp.maximum(m, jnp.max(Z, axis=1))  # eq. (26) inside the block
         m_safe = jnp.where(jnp.isneginf(m_new), 0, m_new)  # a block of padding only keeps (-inf, 0)
-        return m_new, s * jnp.exp(m - m_safe) + jnp.sum(jnp.exp(Z - m_safe[:, None]), axis=1)
+        E = jnp.exp(Z - m_safe[:, None])
+        Y = rows.local_label[:, None] == k0 + jnp.arange(size)  # the label's column, on its owner only
+        rescale = jnp.exp(m - m_safe)
+        # eq. (30): the other classes' sum kept apart, rescaled like the whole sum
+        return m_new, s * rescale + jnp.sum(E, axis=1), s_others * rescale + jnp.sum(jnp.where(Y, 0, E), axis=1)
 
     # The loop carries vary over both axes, as X (batch) times W (vocabulary) does: shard_map checks that they do.
     both = X[0, 0] * W[0, 0]
-    carry = (lax.full_like(both, -jnp.inf, shape=(N,)), lax.full_like(both, 0, shape=(N,)))
+    carry = (lax.full_like(both, -jnp.inf, shape=(N,)), *(lax.full_like(both, 0, shape=(N,)) for _ in range(2)))
     carry = lax.fori_loop(0, full, lambda k, c: lse_step(k * width, width, c), carry)
     if tail:
         carry = lse_step(full * width, tail, carry)
-    lse = _global_lse(*carry, vocab)  # eq. (46)
+    m, (sums, others) = _global_max_and_sums(carry[0], carry[1:], vocab)  # eq. (46)
+    lse, others_share = m + jnp.log(sums), others / sums  # eq. (30): 1 - p_y, nothing cancelled
+    w_total = _psum(jnp.sum(w), vocab)
     z_coef = 2 * z * gradient_rows.u * lse  # eq. (51): the z-loss term's coefficient of p_i
 
     def spend(k0: Any, size: int, carry: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
         dX, dW, db, row_loss = carry
         Zc, real = logits(k0, size)
         w_k = lax.dynamic_slice_in_dim(w, k0, size)
-        dS, chunk_loss = _block_gradient(Zc, real, k0, lse, z_coef, gradient_rows, w_k, e, V, softcap)
+        dS, chunk_loss = _block_gradient(
+            Zc, real, k0, lse, z_coef, gradient_rows, w_k, e, V, softcap, others_share, w_total
+        )
         dX = dX + dS @ lax.dynamic_slice_in_dim(W, k0, size, axis=1).T  # eq. (27): a sum over the block's chunks
         dW = lax.dynamic_update_slice_in_dim(dW, X.T @ dS, k0, axis=1)  # eq. (52), before the batch's psum
         db = lax.dynamic_update_slice_in_dim(db, jnp.sum(dS, axis=0), k0, axis=0)
@@ -457,14 +472,20 @@ def _scores_block(
     Zc = _capped(S, softcap)  # eq. (45)
     m = jnp.max(Zc, axis=1)  # -inf where every class of this block is masked for the row: (-inf, 0) in eq. (46)
     shift = jnp.where(jnp.isneginf(m), 0, m)  # so that exp(Zc - shift) is 0 there, never exp(-inf - -inf)
-    lse = _global_lse(m, jnp.sum(jnp.exp(Zc - shift[:, None]), axis=1), vocab)  # eq. (46)
+    E = jnp.exp(Zc - shift[:, None])
     real = jnp.ones(S.shape[1], bool)
     factors = "sum" if reduction == "none" else reduction  # "none": r = u = k (eq. 55)
     if y.ndim == 1:
         rows = _row_factors(y, w, _first_column(vocab, S.shape[1]), e, C, ignore, factors, batch, vocab)
+        Y = rows.local_label[:, None] == jnp.arange(S.shape[1])
+        m, (sums, others) = _global_max_and_sums(m, (jnp.sum(E, axis=1), jnp.sum(jnp.where(Y, 0, E), axis=1)), vocab)
+        lse, others_share = m + jnp.log(sums), others / sums  # eqs. (46), (30)
         gradient_rows = rows._replace(r=rows.r * g, u=rows.u * g)
-        dZ, row_loss = _block_gradient(Zc, real, 0, lse, 2 * z * gradient_rows.u * lse, gradient_rows, w, e, C, softcap)
+        z_coef = 2 * z * gradient_rows.u * lse
+        w_total = _psum(jnp.sum(w), vocab)
+        dZ, row_loss = _block_gradient(Zc, real, 0, lse, z_coef, gradient_rows, w, e, C, softcap, others_share, w_total)
         return _reduced_loss(row_loss, lse, rows, z, reduction, batch, vocab).astype(S.dtype), dZ
+    lse = _global_lse(m, jnp.sum(E, axis=1), vocab)  # eq. (46)
     # soft targets split like the scores: q of eq. (18) is local, its row sum a_i all-reduced
     q = w * ((1 - e) * y + e / C)
     a = _psum(jnp.sum(q, axis=1), vocab)

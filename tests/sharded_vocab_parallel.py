@@ -186,7 +186,7 @@ def uneven_vocabulary_inside_jit() -> None:
 
 
 def none_cotangent_and_masks() -> None:
-    """"none" with a random cotangent (mixed signs, zeros) and masked classes, float64, on a 2 x 4 mesh.
+    """The reduction "none" with a random cotangent (mixed signs, zeros) and masked classes, float64, on a 2 x 4 mesh.
 
     ``linear_cross_entropy``: a bias of -inf on classes 30-39, so that the last vocabulary device holds
     masked classes only (its local max is -inf for every row), and on 3 more; ``softmax_loss`` on scores split
@@ -234,6 +234,29 @@ def none_cotangent_and_masks() -> None:
     agree(loss, expected_loss, np.float64, "autodiff", f"{label}: row losses vs unsharded")
     agree(dS, expected_dS, np.float64, "autodiff", f"{label}: dS vs unsharded")
     expect(not np.asarray(dS)[np.isneginf(S)].any() and np.isfinite(np.asarray(dS)).all(), f"{label}: dS 0 there")
+
+
+def label_entry_without_cancellation() -> None:
+    """Eq. (31) across devices: a row sure of its label (it leads by 30, ``1 - p_y = 1.3e-13``), classes on 4
+    vocabulary devices, float64. The label's entry ``-sum_{j != y} e^{s_j} / sum_j e^{s_j}`` against 50 digits
+    (mpmath); formed as ``p_y - 1`` it would be about 1e-3 off."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    row = np.array([0.0, -30.0, -31.0, -32.0, -30.5, -31.5, -33.0, -34.0])  # the label 0 on the first device
+    exact = [mpmath.exp(mpmath.mpf(float(s))) for s in row]
+    entry = float(-sum(exact[1:]) / sum(exact))
+    mesh = mesh_of((2, 4))
+    with jax.enable_x64(True):
+        Xs, Ws, ys, _, _ = on_mesh(mesh, "batch", "vocab", np.ones((2, 1)), row[None, :], np.zeros(2, int), None, None)
+        _, grads = compiled.linear_cross_entropy(Xs, Ws, ys, reduction="sum")
+        Ss = jax.device_put(np.stack([row, row]), NamedSharding(mesh, P("batch", "vocab")))
+        _, dS = compiled.softmax_loss(Ss, ys, reduction="sum")
+    found = {"linear_cross_entropy dW[0, y] / 2": float(np.asarray(grads["W"])[0, 0]) / 2}
+    found["softmax_loss dS[0, y]"] = float(np.asarray(dS)[0, 0])
+    for what, got in found.items():
+        error = abs(got - entry) / abs(entry)
+        expect(error < 1e-12, f"2x4, p_y = 1 - {-entry:.2g}: {what} {got:.6g} vs {entry:.6g} (relative {error:.1e})")
 
 
 def refusals() -> None:
@@ -306,6 +329,7 @@ def main() -> None:
     scores_on_the_mesh()
     uneven_vocabulary_inside_jit()
     none_cotangent_and_masks()
+    label_entry_without_cancellation()
     refusals()
     collectives_and_memory()
     readme_example()
