@@ -194,6 +194,8 @@ class _Oracle:
 
 
 PADDING_LABEL = -1
+UNIT_NOTE = ("the function returns its own gradients and has no grad_output parameter: they were judged as the "
+             "gradient (cotangent 1); give it one to have its vector-Jacobian product judged (eq. 54)")
 
 
 def _classes(kind: kinds.Kind, inputs: dict[str, Any]) -> int:
@@ -381,7 +383,6 @@ def _check(
                  "line) to run it apart")  # fmt: skip
     results: list[CaseResult] = []
     stopped: str | None = None
-    unit = False  # whether some case was judged at cotangent 1, the function returning gradients it computed
     for case, expected in zip(battery, oracles, strict=True):
         if stopped is not None:
             results.append(CaseResult(case.name, case.tier, FAIL, [f"not run: {stopped}"]))
@@ -392,18 +393,17 @@ def _check(
         else:
             call = runner.call(fn, spec, case, adapter, settings.np_dtype, settings.timeout)
             stopped = f"the function hung on {case.name!r}" if call.timed_out else None
-        if not (takes or call.by_autodiff):  # it computed its gradients without seeing the cotangent: at 1
+        unit = case.grad_output is not None and not (takes or call.by_autodiff)
+        if unit:  # it computed its gradients without seeing the cotangent: judged at 1
             expected = expected.at_unit_cotangent()
-            unit = unit or case.grad_output is not None
         results.append(judge_call(context(spec, case, settings, expected, adapter), case, call, adapter))
+        if unit:
+            results[-1].notes.append(UNIT_NOTE)
         if settings.mesh is not None and results[-1].status == FAIL:
             first = all(result.status != FAIL for result in results[:-1])
             results[-1].messages += _mesh_diagnosis(spec, case, settings, expected, call, first)
     if settings.mesh is not None:
         where += " " + meshes.describe(settings.mesh, _off_mesh(spec, settings))
-    if unit:
-        where += ("; it returns its own gradients and has no grad_output parameter, so they were judged as "
-                  "the gradient (cotangent 1); give it one to have its vector-Jacobian product judged (eq. 54)")
     return _report(spec, settings, chosen, where, results, battery, save_failure, target)
 
 
