@@ -6,8 +6,7 @@ kind, so it differentiates the same loss definitions here, in float64 inside a
 local ``jax.enable_x64`` context (no global JAX setting changes). The gradient
 is the vector-Jacobian product at the cotangent (derivation eq. 54): for "mean"
 and "sum" a scalar, for "none" one per row of the per-row losses (eq. 55),
-each row's "sum" loss. Masked classes (``-inf``, eq. 56) are kept out of reach of
-the loss definitions (``_masked``). Each kind's
+which ``reference.losses`` writes, masked classes (``-inf``, eq. 56) included. Each kind's
 derivative is one ``jax.jit`` program: the options are traced arguments, so
 one compilation per case shape serves every value of ``reg``, ``z_loss`` or
 ``label_smoothing``; ``None`` options (no weight, no softcap, no ignore_index)
@@ -31,36 +30,9 @@ from reference.checker.kinds import Kind
 from softmax_grad import bounds as error_bounds
 
 
-def _masked(S: jax.Array, options: Mapping[str, Any]) -> tuple[jax.Array, dict[str, Any]]:
-    """The capped logits (eq. 17) with every ``-inf`` kept out of reach, and the options without the cap.
-
-    Eq. (56): a masked class (``-inf``) has probability 0 and gradient 0, and
-    soft-capping keeps it ``-inf``. The loss definitions would meet ``0 * -inf``
-    there; so the cap is applied here, and each masked lane becomes a number
-    1000 below its row's lowest logit, whose ``exp`` is 0 in float64 (the
-    probability is exactly 0, and so is its term of every sum). ``where``
-    sends no gradient to a masked lane: exactly 0, as eq. (56) says. Without
-    a ``-inf`` this is eq. (17) as ``reference.losses`` writes it.
-    """
-    cap = options.get("softcap")
-    masked = jnp.isneginf(S)
-    finite = jnp.where(masked, 0.0, S)  # no tanh or product ever sees -inf, so no NaN reaches a gradient
-    Z = finite if cap is None else cap * jnp.tanh(finite / cap)
-    floor = jax.lax.stop_gradient(jnp.min(jnp.where(masked, jnp.inf, Z), axis=1, keepdims=True) - 1000.0)
-    return jnp.where(masked, floor, Z), {**options, "softcap": None}
-
-
-def _row_losses(Z: jax.Array, y: jax.Array, options: Mapping[str, Any]) -> jax.Array:
-    """Eq. (55): the per-row losses of reduction "none", each row's "sum" loss (weighted, ignored rows 0)."""
-    return jax.vmap(lambda z, t: losses.softmax_loss_value(z[None], t[None], "sum", **options))(Z, y)
-
-
 def _softmax_loss(S: jax.Array, y: jax.Array, reduction: str, options: Mapping[str, Any]) -> jax.Array:
-    """Eqs. (2), (4), (17)-(21), (55), (56): the loss of scores ``S`` at any reduction, masks allowed."""
-    Z, options = _masked(S, options)
-    if reduction == "none":
-        return _row_losses(Z, y, options)
-    return losses.softmax_loss_value(Z, y, reduction, **options)
+    """Eqs. (2), (4), (17)-(21), (55), (56): ``reference.losses``' loss of scores ``S``, masks allowed."""
+    return losses.softmax_loss_value(S, y, reduction, **options)
 
 
 def _scores_value(S: jax.Array, y: jax.Array, *, reduction: str, options: Mapping[str, Any]) -> jax.Array:
