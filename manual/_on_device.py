@@ -165,7 +165,7 @@ def _first_mask_faults(masked: jax.Array, y: jax.Array, ignore_index: int | None
 def _check_masks_on_device(
     name: str, masked: jax.Array, y: jax.Array, ignore_index: int | None, label_smoothing: float
 ) -> None:
-    """Raise ``contract.masked_classes``' and ``contract.check_masked_targets``' errors, in their order."""
+    """Raise ``contract.check_masked_array``' and ``contract.check_masked_targets``' errors, in their order."""
     if not jnp.issubdtype(masked.dtype, jnp.floating):
         return
     with jax.enable_x64(masked.dtype.itemsize == 8 or y.dtype.itemsize == 8):

@@ -36,12 +36,38 @@ def _as_array(value: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} could not be read as an array: {exc}") from None
 
 
-def check_array(value: Any, name: str, axes: tuple[str, ...], *, masked: bool = False) -> np.ndarray:
-    """Return ``value`` as a finite, non-empty real array whose axes are ``axes``.
+def check_array(value: Any, name: str, axes: tuple[str, ...]) -> np.ndarray:
+    """Return ``value`` as a finite, non-empty real array whose axes are ``axes``."""
+    return _checked(value, name, axes, masked=False)[0]
 
-    With ``masked=True``, ``-inf`` is allowed too: a masked class (README, "Masked classes"); ``+inf`` and NaN
-    stay errors.
+
+def check_masked_array(value: Any, name: str, axes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``check_array`` that also takes ``-inf``, a masked class (derivation eq. 56); ``+inf`` and NaN stay errors.
+
+    Returns the array and its ``-inf`` entries as a boolean array, or None when
+    there are none (then one BLAS pass was all the checking cost). Every row
+    must keep a class: with every class masked the softmax has no normaliser.
+
+    >>> check_masked_array([[0.0, -np.inf], [1.0, 2.0]], "scores", ("N", "C"))[1].tolist()
+    [[False, True], [False, False]]
+    >>> check_masked_array([[1.0, 2.0]], "scores", ("N", "C"))[1] is None
+    True
     """
+    arr, finite = _checked(value, name, axes, masked=True)
+    if finite:
+        return arr, None
+    mask = np.isneginf(arr)
+    if not mask.any():
+        return arr, None
+    every = mask.all(axis=-1)
+    if every.any():
+        where = f"row {int(np.argmax(every))} of {name}" if arr.ndim == 2 else name
+        raise ValueError(f"{where} is -inf at every class: with every class masked the softmax is undefined")
+    return arr, mask
+
+
+def _checked(value: Any, name: str, axes: tuple[str, ...], *, masked: bool) -> tuple[np.ndarray, bool]:
+    """``value`` checked as ``check_array`` says (``-inf`` allowed when ``masked``), and whether it is all finite."""
     arr = _as_array(value, name)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
@@ -60,35 +86,14 @@ def check_array(value: Any, name: str, axes: tuple[str, ...], *, masked: bool = 
         if lost.any():
             index = tuple(int(i) for i in np.argwhere(lost)[0])
             raise ValueError(f"{name} holds {arr[index]!s} at index {index}, beyond float64's range (about 1.8e308)")
-    if arr.dtype.kind == "f" and not _surely_finite(arr):
-        bad = (np.isnan(arr) | np.isposinf(arr)) if masked else ~np.isfinite(arr)
-        if bad.any():
-            index = tuple(int(i) for i in np.argwhere(bad)[0])
-            allowed = "finite or -inf (a masked class)" if masked else "finite"
-            raise ValueError(f"{name} holds {arr[index]} at index {index}; values must be {allowed}")
-    return arr
-
-
-def masked_classes(arr: np.ndarray, name: str) -> np.ndarray | None:
-    """The ``-inf`` entries of scores (N, C), a row (C,) or a bias (V,) as a boolean array, or None when there are none.
-
-    Every row must keep at least one class: a row with every class masked has no softmax (its normaliser is 0).
-
-    >>> masked_classes(np.array([[0.0, -np.inf], [1.0, 2.0]]), "scores").tolist()
-    [[False, True], [False, False]]
-    >>> masked_classes(np.array([[1.0, 2.0]]), "scores") is None
-    True
-    """
     if arr.dtype.kind != "f" or _surely_finite(arr):
-        return None
-    mask = np.isneginf(arr)
-    if not mask.any():
-        return None
-    every = mask.all(axis=-1)
-    if every.any():
-        where = f"row {int(np.argmax(every))} of {name}" if arr.ndim == 2 else name
-        raise ValueError(f"{where} is -inf at every class: with every class masked the softmax is undefined")
-    return mask
+        return arr, True
+    bad = (np.isnan(arr) | np.isposinf(arr)) if masked else ~np.isfinite(arr)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        allowed = "finite or -inf (a masked class)" if masked else "finite"
+        raise ValueError(f"{name} holds {arr[index]} at index {index}; values must be {allowed}")
+    return arr, False
 
 
 def check_masked_targets(mask: np.ndarray | None, targets: np.ndarray, options: LossOptions, name: str) -> None:
@@ -419,8 +424,7 @@ def softmax_entry(impl: Callable[[np.ndarray], Any]) -> Callable[..., np.ndarray
 
     @functools.wraps(impl)
     def softmax(scores: Any) -> np.ndarray:
-        S = check_array(scores, "scores", ("N", "C"), masked=True)
-        masked_classes(S, "scores")
+        S, _ = check_masked_array(scores, "scores", ("N", "C"))
         dtype = float_dtype(S)
         return fresh(impl(S.astype(dtype, copy=False)), dtype, scores, S)
 
@@ -432,8 +436,7 @@ def jacobian_entry(impl: Callable[[np.ndarray], Any]) -> Callable[..., np.ndarra
 
     @functools.wraps(impl)
     def softmax_jacobian(x: Any) -> np.ndarray:
-        row = check_array(x, "x", ("C",), masked=True)
-        masked_classes(row, "x")
+        row, _ = check_masked_array(x, "x", ("C",))
         dtype = float_dtype(row)
         return fresh(impl(row.astype(dtype, copy=False)), dtype, x, row)
 
@@ -465,7 +468,7 @@ def softmax_loss_entry(impl: Callable[..., tuple[Any, Any]]) -> Callable[..., tu
         softcap: float | None = None,
         **extra: Any,
     ) -> tuple[Any, np.ndarray]:
-        S = check_array(scores, "scores", ("N", "C"), masked=True)
+        S, mask = check_masked_array(scores, "scores", ("N", "C"))
         reduction = check_reduction(reduction, LOSS_REDUCTIONS)
         options = check_options(
             S.shape[1],
@@ -476,7 +479,7 @@ def softmax_loss_entry(impl: Callable[..., tuple[Any, Any]]) -> Callable[..., tu
             softcap=softcap,
         )
         targets = check_targets(y, *S.shape, options.ignore_index)
-        check_masked_targets(masked_classes(S, "scores"), targets, options, "scores")
+        check_masked_targets(mask, targets, options, "scores")
         if "stable" in extra:
             extra["stable"] = check_flag(extra["stable"], "stable")
         dtype = float_dtype(S)
@@ -620,7 +623,7 @@ def linear_cross_entropy_entry(impl: Callable[..., tuple[Any, Mapping[str, Any]]
     ) -> tuple[Any, dict[str, np.ndarray]]:
         X_ = check_array(X, "X", ("N", "D"))
         W_ = check_array(W, "W", ("D", "V"))
-        b_ = None if bias is None else check_array(bias, "bias", ("V",), masked=True)
+        b_, mask = (None, None) if bias is None else check_masked_array(bias, "bias", ("V",))
         check_linear_layout(X_.shape, W_.shape, None if b_ is None else b_.shape)
         reduction = check_reduction(reduction, LOSS_REDUCTIONS)
         options = check_options(
@@ -632,8 +635,7 @@ def linear_cross_entropy_entry(impl: Callable[..., tuple[Any, Mapping[str, Any]]
             softcap=softcap,
         )
         labels = check_labels(y, X_.shape[0], W_.shape[1], options.ignore_index)
-        if b_ is not None:
-            check_masked_targets(masked_classes(b_, "bias"), labels, options, "bias")
+        check_masked_targets(mask, labels, options, "bias")
         chunk_size = check_chunk_size(chunk_size)
         dtype = float_dtype(X_, W_, *(() if b_ is None else (b_,)))
         cotangent = check_grad_output(grad_output, reduction, X_.shape[0], dtype)
