@@ -227,7 +227,9 @@ def check(
         dtype: ``"float64"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``: the cases' dtype. Every output
             is judged by its rounding-error bound in that dtype (docs/derivation.md section 9); in bfloat16
             and float16 the framework's own plain autodiff of the loss runs beside it as a yardstick.
-        strict: count warnings (a non-finite loss beside a right gradient on a robustness case) as failures.
+        strict: judge every output by its rounding-error bound alone (in bfloat16 and float16 the framework's
+            own error is then reported, not allowed), and count warnings (a non-finite loss beside a right
+            gradient on a robustness case) as failures.
         reduction: ``"mean"`` (eq. 4) or ``"sum"``.
         reg_scale: the penalty ``R = reg_scale * reg * sum W^2``; 0.5 is eq. (3).
         weight, ignore_index, label_smoothing, z_loss, softcap: the loss options the function implements
@@ -371,7 +373,8 @@ def context(spec: kinds.Kind, case: Case, settings: Settings, expected: _Oracle,
     denominator = _denominator(np.asarray(case.labels), options["weight"], options["ignore_index"])
     facts = row_facts(oracle.logits(spec, expected.inputs), case.labels)
     return Context(spec, expected.dtype, settings.reduction, settings.reg_scale, denominator, expected,
-                   options["softcap"], expected.bounds, expected.own(adapter), facts)  # fmt: skip
+                   options["softcap"], expected.bounds, expected.own(adapter), facts, settings.strict,
+                   getattr(adapter, "NAME", ""))  # fmt: skip
 
 
 def _report(
