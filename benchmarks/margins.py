@@ -353,6 +353,9 @@ def sweep(
                     margin.add(group.judge(fn, framework, strict), f"{kind}, {option}, seed {seed}")
                 if progress:
                     progress(f"seed {seed} {kind} {option} {dtype}: {time.perf_counter() - start:.0f} s")
+        if progress:  # the table so far: a long sweep stopped early still says what it covered
+            table.seconds = time.perf_counter() - start
+            progress(f"after seed {seed}:\n{table.format()}")
     table.seconds = time.perf_counter() - start
     return table
 
