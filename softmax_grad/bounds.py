@@ -50,9 +50,6 @@ ACCUMULATION = {"float64": "float64", "float32": "float32", "bfloat16": "float32
 # flushes subnormals: a float32 gradient entry of 1.5e-43 comes back 0), so it is every stored value's absolute floor.
 SMALLEST_NORMAL = {"float64": 2.0**-1022, "float32": 2.0**-126, "bfloat16": 2.0**-126, "float16": 2.0**-14}
 LOW_PRECISION = ("bfloat16", "float16")
-# The partial sums a vectorised reduction keeps at most (8-16 per SIMD register, unrolled 2-4 times): see
-# Precision.same_sign_gamma.
-LANES = 32
 
 
 @dataclass(frozen=True)
@@ -73,20 +70,22 @@ class Precision:
         return math.sqrt(max(float(n), 1.0)) * self.ua
 
     def same_sign_gamma(self, n: int | float) -> float:
-        """Eq. (33) for the softmax normaliser, a sum of ``n`` positive terms that may be nearly equal.
+        """Eq. (32), not (33), for a sum of ``n`` positive terms (the softmax normaliser, smoothing's sum of weights).
 
-        The independent, mean-zero rounding errors behind ``sqrt(n) u_a`` fail there: a
-        near-uniform row adds n nearly equal terms, and each lane of a vectorised reduction
-        (at most ``LANES`` partial sums) rounds its n / LANES additions the same way. Its
-        worst case is then (32) per lane plus the lanes' pairwise combination, ``(n / L +
-        log2 L) u_a`` with ``L = min(LANES, n)``; measured on torch's float32 cross-entropy over C = 4799 near-uniform
-        classes: 220 u_a, against 75 u_a from ``sqrt(n)`` and 155 u_a from this form.
+        The independent, mean-zero rounding errors behind ``sqrt(n) u_a`` fail
+        there: n nearly equal terms, or small terms added one by one to a larger
+        partial sum, round the same way at every step. A vectorised reduction
+        spreads that over its lanes; a loop that adds one term at a time does not,
+        and is correct code too. So the worst case, ``(n - 1) u_a`` to first order.
+        Measured (float32, C = 4799, label smoothing 0.1): the suite's per-element
+        loop, about 1300 u_a relative; torch's cross-entropy, about 220 u_a;
+        ``sqrt(n)`` gives 69 u_a.
 
         >>> round(precision("float32").same_sign_gamma(4799) / 2.0**-24)
-        155
+        4798
         """
-        lanes = min(float(LANES), max(float(n), 1.0))
-        return max(math.sqrt(max(float(n), 1.0)), float(n) / lanes + math.log2(lanes)) * self.ua
+        n = max(float(n), 1.0)
+        return max(math.sqrt(n), n - 1.0) * self.ua
 
     def worst_gamma(self, n: int | float) -> float:
         """Eq. (32): the worst-case ``gamma_n = n u / (1 - n u)`` (shown beside the probabilistic one, not used)."""
@@ -364,10 +363,11 @@ def exceeds(actual: Any, expected: Any, bound: Any, multiple: float = MULTIPLE) 
     return ratio(actual, expected, bound) > multiple
 
 
-def row_facts(S: np.ndarray, y: np.ndarray, large: float = 100.0, certain: float = 0.99) -> dict[str, np.ndarray]:
+def row_facts(S: np.ndarray, y: np.ndarray, large: float = 100.0, certain: float = 0.98) -> dict[str, np.ndarray]:
     """Per row: whether its logits are large (``max |s| >= large``), and whether it is ``certain`` of its label.
 
-    What the diagnoses need to say where an error above its bound sits.
+    What the diagnoses need to say where an error above its bound sits. ``certain`` sits below 0.99 so that
+    the battery's rows at ``1 - p_y = 1e-2`` count, whichever way their p_y rounds.
 
     >>> facts = row_facts(np.array([[1000.0, 0.0], [0.0, 0.0]]), np.array([0, 1]))
     >>> facts["large"].tolist(), facts["certain"].tolist()

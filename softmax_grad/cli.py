@@ -253,7 +253,11 @@ def _add_check(commands: argparse._SubParsersAction) -> None:
         "--dtype", choices=("float64", "float32", "bfloat16", "float16"), default="float64",
         help="dtype of the cases; every output is judged by its rounding-error bound in it",
     )  # fmt: skip
-    check.add_argument("--strict", action="store_true", help="count warnings (robustness cases) as failures")
+    check.add_argument(
+        "--strict", action="store_true",
+        help="judge by the rounding-error bound alone: in bfloat16 and float16 a result beyond its bound fails even "
+        "when it is within the framework's own error (reported beside it); and count warnings as failures",
+    )  # fmt: skip
     check.add_argument(
         "--reduction", choices=("mean", "sum", "none"), default="mean",
         help="loss over samples (default mean); none: the (N,) per-row losses, for kinds scores and linear_ce "

@@ -262,7 +262,9 @@ def check(
         dtype: ``"float64"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``: the cases' dtype. Every output
             is judged by its rounding-error bound in that dtype (docs/derivation.md section 9); in bfloat16
             and float16 the framework's own plain autodiff of the loss runs beside it as a yardstick.
-        strict: count warnings (a non-finite loss beside a right gradient on a robustness case) as failures.
+        strict: judge every output by its rounding-error bound alone (in bfloat16 and float16 the framework's
+            own error is then reported, not allowed), and count warnings (a non-finite loss beside a right
+            gradient on a robustness case) as failures.
         reduction: ``"mean"`` (eq. 4), ``"sum"``, or ``"none"`` (per-row losses, eq. 55; kinds scores and
             linear_ce). For these two kinds every case carries a random cotangent ``g`` (eq. 54): a lone loss
             is differentiated at it (``loss.backward(g)``, ``jax.vjp``), a function with a ``grad_output``
@@ -423,8 +425,8 @@ def context(spec: kinds.Kind, case: Case, settings: Settings, expected: _Oracle,
     denominator = _denominator(np.asarray(case.labels), options["weight"], options["ignore_index"])
     facts = row_facts(oracle.logits(spec, expected.inputs), case.labels)
     return Context(spec, expected.dtype, settings.reduction, settings.reg_scale, denominator, expected,
-                   options["softcap"], expected.bounds, expected.own(adapter), facts,
-                   grad_output=expected.grad_output)  # fmt: skip
+                   options["softcap"], expected.bounds, expected.own(adapter), facts, settings.strict,
+                   getattr(adapter, "NAME", ""), grad_output=expected.grad_output)  # fmt: skip
 
 
 def _report(

@@ -5,6 +5,11 @@ wrong or non-finite gradient; a non-finite loss beside a right gradient there
 is a warning that names the cause and the stable form (eq. 15). Mutated
 inputs, a raise, a hang or a malformed result fail anywhere.
 
+In bfloat16 and float16 an output passes within MULTIPLE x (its bound + the
+framework's own error); one that passes only by that allowance, beyond its
+bound, is said plainly (``CaseResult.within_own``), with where the excess sits.
+``strict`` judges by the bound alone.
+
 When a case fails, the result is held against the slips people make (the sum's
 gradient for the mean's, the penalty missing, doubled or halved, the sign
 flipped, a square matrix transposed) and the first one it matches is named;
@@ -55,6 +60,8 @@ class CaseResult:
     bound_ratio: float = 0.0  # the worst |error| / bound over the outputs ("W: 0.04 of its bound")
     ratios: dict[str, float] = field(default_factory=dict)  # output -> |error| / bound
     own_ratios: dict[str, float] = field(default_factory=dict)  # output -> your error / the framework's own
+    # output -> why it passes only by the framework's own error, beyond its rounding bound (none under strict)
+    within_own: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -76,14 +83,16 @@ class Context:
     bounds: Callable[..., dict[str, Any]] | None = None  # bounds(reg=...): each output's rounding-error bound
     own: Expected | None = None  # the framework's own plain autodiff on the same inputs (bfloat16, float16)
     rows: dict[str, np.ndarray] = field(default_factory=dict)  # per-row facts for the diagnoses (bounds.row_facts)
+    strict: bool = False  # judge by the bound alone: the framework's own error is reported, never allowed
+    own_name: str = ""  # whose own error ``own`` is ("torch", "jax")
     grad_output: Any = None  # the case's cotangent (eq. 54): the gradients expected are the VJP at it
 
     def bound(self, reg: float | None = None) -> dict[str, Any]:
         return self.bounds() if reg is None else self.bounds(reg=reg)
 
     def allowance(self, name: str) -> Any:
-        """What the framework's own computation is off by at each entry of ``name`` (0 without one)."""
-        if self.own is None:
+        """What the framework's own computation is off by at each entry of ``name`` (0 without one, or strict)."""
+        if self.own is None or self.strict:
             return 0.0
         own_loss, own = self.own
         want_loss, want = self.oracle()
@@ -271,32 +280,44 @@ def _one_penalty(
     ]
 
 
-def _excess(ctx: Context, name: str, actual: np.ndarray, expected: np.ndarray) -> np.ndarray | None:
-    """Where ``name`` lies beyond its allowance, when it has one row per sample (dscores, X); else None."""
+def _excess(
+    ctx: Context, name: str, actual: np.ndarray, expected: np.ndarray, allowed_own: bool = True
+) -> np.ndarray | None:
+    """Where ``name`` lies beyond its allowance (``allowed_own``: with the framework's own error, else the bound
+    alone), when it has one row per sample (dscores, X); else None."""
     if name not in ("dscores", "X") or actual.ndim != 2 or "large" not in ctx.rows:
         return None
     if actual.shape[0] != len(ctx.rows["large"]):
         return None
-    allowed = error_bounds.MULTIPLE * (np.asarray(ctx.bound()[name]) + ctx.allowance(name))
+    own = ctx.allowance(name) if allowed_own else 0.0
+    allowed = error_bounds.MULTIPLE * (np.asarray(ctx.bound()[name]) + own)
     return np.abs(actual - expected) > allowed
 
 
-def _concentrated(ctx: Context, name: str, actual: np.ndarray, expected: np.ndarray) -> str:
+def _concentrated(ctx: Context, name: str, actual: np.ndarray, expected: np.ndarray, allowed_own: bool = True) -> str:
     """Where the error sits when that names its cause: the label entries, or rows of large logits."""
-    excess = _excess(ctx, name, actual, expected)
+    excess = _excess(ctx, name, actual, expected, allowed_own)
     if excess is None or not excess.any():
         return ""
+    if name == "X" and not (excess.any(axis=1) & ~ctx.rows["certain"]).any():
+        return (
+            "the error lies only in rows certain of their label (p_y >= 0.98), whose dS is led by the label entry "
+            "p_y - 1: computed by cancellation after p was rounded to the dtype"
+        )
     if name == "dscores":
         labels = np.zeros_like(excess)
         labels[np.arange(len(excess)), ctx.rows["labels"]] = True
         if not (excess & ~labels).any():
             rows = excess.any(axis=1)
-            certain = "rows certain of their label (p_y >= 0.99)" if not (rows & ~ctx.rows["certain"]).any() else "rows"
+            certain = "rows certain of their label (p_y >= 0.98)" if not (rows & ~ctx.rows["certain"]).any() else "rows"
             return (
-                f"the error lies only in the label entries p_y - 1, of {certain}: computed by cancellation "
+                f"the error lies only in the label entries p_y - 1, of {certain}: p_y - 1 by cancellation, "
                 "after p was rounded to the dtype; compute it as -(sum over j != y of p_j), or subtract in the "
                 "accumulation dtype (float32) and round once"
             )
+        led = _led_by_certain_labels(ctx, name, actual, expected, labels)
+        if led:
+            return led
     rows = excess.any(axis=1)
     if rows.sum() < len(rows) and not (rows & ~ctx.rows["large"]).any():
         return (
@@ -305,6 +326,34 @@ def _concentrated(ctx: Context, name: str, actual: np.ndarray, expected: np.ndar
             "shift each row by its own max before exponentiating, and keep the logits in the dtype they came in"
         )
     return ""
+
+
+# The label entries of certain rows "lead" the error when their worst ratio is this many times the worst elsewhere.
+LEADS = 4.0
+
+
+def _led_by_certain_labels(
+    ctx: Context, name: str, actual: np.ndarray, expected: np.ndarray, labels: np.ndarray
+) -> str:
+    """When the error is worst, by far, at the label entries of rows certain of their label: say so.
+
+    A computation that rounds its log-probabilities to a narrow dtype (torch's
+    bfloat16 cross-entropy on CPU) is off everywhere in those rows, but by far
+    the most at ``p_y - 1``, computed by cancellation.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.nan_to_num(np.abs(actual - expected) / np.asarray(ctx.bound()[name]), posinf=np.inf)
+    at_labels = labels & ctx.rows["certain"][:, None]
+    if not at_labels.any() or (~at_labels).sum() == 0:
+        return ""
+    there, elsewhere = float(ratios[at_labels].max()), float(ratios[~at_labels].max())
+    if there <= error_bounds.MULTIPLE or there < LEADS * elsewhere:
+        return ""
+    return (
+        f"the error lies mostly in the label entries p_y - 1 of rows certain of their label (p_y >= 0.98; "
+        f"{there:.3g} of their bound there, at most {elsewhere:.3g} elsewhere): p_y - 1 by cancellation, after "
+        "p (or log p) was rounded to the dtype"
+    )
 
 
 def _beyond_rounding(ctx: Context, name: str, actual: np.ndarray, expected: np.ndarray, ratio: float) -> str:
@@ -365,6 +414,32 @@ def _own_ratios(ctx: Context, loss: np.ndarray | None, got: dict[str, np.ndarray
         their = float(np.max(np.abs(np.asarray(theirs, np.float64) - expected), initial=0.0))
         ratios[name] = mine / their if their > 0 else (0.0 if mine == 0 else float("inf"))
     return ratios
+
+
+def _within_own(
+    ctx: Context, passed: list[Comparison], loss: np.ndarray | None, got: dict[str, np.ndarray]
+) -> dict[str, str]:
+    """Each output that passes only by the framework's own error: beyond MULTIPLE x its bound (eq. 44), within
+    the allowance beside it. Said plainly, with where the excess sits; ``strict`` fails these instead."""
+    if ctx.own is None or ctx.strict:
+        return {}
+    _, want = ctx.oracle()
+    own = _own_ratios(ctx, loss, got)
+    said = {}
+    whose = ctx.own_name or "the framework"
+    for c in passed:
+        if not c.ok or not c.ratio > error_bounds.MULTIPLE:
+            continue
+        text = (
+            f"{c.label}: beyond its rounding bound (ratio {c.ratio:.3g}) but within {whose}'s "
+            f"own {ctx.dtype.name} error (ratio {own.get(c.label, float('nan')):.3g})"
+        )
+        if c.label in got:
+            actual = np.asarray(got[c.label], np.float64)
+            where = _concentrated(ctx, c.label, actual, np.asarray(want[c.label], np.float64), allowed_own=False)
+            text += f"; the excess lies {where.removeprefix('the error lies ')}" if where else ""
+        said[c.label] = text
+    return said
 
 
 def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseResult:
@@ -451,5 +526,6 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
         result.messages += diagnose(ctx, case, loss, got, failed)
     if result.messages:
         return result
+    result.within_own = _within_own(ctx, every, loss, got)
     result.status = WARN if result.warnings else PASS
     return result
