@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks.conftest import bench_size
 from benchmarks.peers import TORCH_MISSING, torch_linear_cross_entropy, torch_module, torch_working_memory
 from benchmarks.workloads import LINEAR_CE, LINEAR_CE_SMOKE, cotangent, linear_ce_inputs, working_memory
 from manual import compiled, vectorized
@@ -101,7 +102,7 @@ NUMPY = {
 def shapes(config) -> list[tuple[int, int, int]]:
     if config.getoption("benchmark_disable") and not config.getoption("benchmark_enable"):
         return [LINEAR_CE_SMOKE]
-    return LINEAR_CE[config.getoption("--bench-size")]
+    return LINEAR_CE[bench_size(config)]
 
 
 def pytest_generate_tests(metafunc):  # the workloads depend on whether the run times anything
