@@ -238,8 +238,12 @@ class Group:
         settings = replace(self.settings, strict=strict)
         dtype = settings.np_dtype
         results = []
+        takes = runner.takes_grad_output(fn)
         for case, expected in zip(self.cases, self.oracles, strict=True):
-            call = runner.run(fn, self.spec, battery.cast(case.inputs, dtype), case.layout, adapter, dtype)
+            g = battery.cast(case.grad_output, dtype)  # the case's cotangent (eq. 54), as reference.check passes it
+            call = runner.run(fn, self.spec, battery.cast(case.inputs, dtype), case.layout, adapter, dtype, None, g)
+            if case.grad_output is not None and not (takes or call.by_autodiff):
+                expected = expected.at_unit_cotangent()  # its own gradients, computed without the cotangent
             ctx = checking.context(self.spec, case, settings, expected, adapter)
             results.append(judge_call(ctx, case, call, adapter))
         return results
