@@ -141,7 +141,7 @@ def test_numpy_time_and_memory(benchmark, lce_shape, contender):
 @pytest.mark.parametrize("contender", JAX_CONTENDERS)
 def test_jax_time_and_memory(benchmark, lce_shape, contender):
     X, W, y = (jnp.asarray(a) for a in linear_ce_inputs(lce_shape))
-    zero = jnp.asarray(0.0, jnp.float32)
+    zero, one = jnp.asarray(0.0, jnp.float32), jnp.asarray(1.0, jnp.float32)  # one: the default cotangent (eq. 54)
     if contender == "jax autodiff":
         fn = jax.jit(jax.value_and_grad(losses.linear_cross_entropy_value, argnums=(0, 1)))
     elif contender == "compiled core":
@@ -149,7 +149,7 @@ def test_jax_time_and_memory(benchmark, lce_shape, contender):
     else:  # what the public function compiles on device arrays: the core and the input checks in one program
         fn = jax.jit(
             lambda X, W, y: compiled._linear_cross_entropy_checked(
-                X, W, y, None, None, True, (zero, zero, None), ignore_index=None, reduction="mean", chunk_size=None
+                X, W, y, None, None, True, (zero, zero, None), one, ignore_index=None, reduction="mean", chunk_size=None
             )
         )
     executable = fn.lower(X, W, y).compile()
