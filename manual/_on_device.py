@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from softmax_grad.contract import check_cotangent_shape
+
 __all__ = [
     "check_cotangent_layout",
     "check_cotangent_on_device",
@@ -273,16 +275,7 @@ def check_cotangent_layout(g: jax.Array, reduction: str, n: int) -> None:
     """``contract.check_grad_output``'s checks that read metadata: a real dtype, (N,) for "none", else 0-d."""
     if g.dtype == jnp.bool_ or not (jnp.issubdtype(g.dtype, jnp.floating) or jnp.issubdtype(g.dtype, jnp.integer)):
         raise TypeError(f"grad_output must hold real numbers, got dtype {g.dtype}")
-    if reduction == "none" and g.shape != (n,):
-        raise ValueError(
-            f"grad_output must have shape (N,) = ({n},) for reduction='none', one cotangent per row's loss; "
-            f"got shape {g.shape}"
-        )
-    if reduction != "none" and g.ndim != 0:
-        raise ValueError(
-            f"grad_output must be a scalar for reduction={reduction!r}, whose loss is a scalar; got shape "
-            f"{g.shape} (per-row cotangents need reduction='none')"
-        )
+    check_cotangent_shape(g.shape, reduction, n)
 
 
 def cotangent_is_valid(cast: jax.Array) -> jax.Array:

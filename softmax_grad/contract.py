@@ -202,6 +202,20 @@ def check_reduction(value: Any, allowed: tuple[str, ...] = REDUCTIONS) -> str:
     return value
 
 
+def check_cotangent_shape(shape: tuple[int, ...], reduction: str, n: int) -> None:
+    """The shape ``grad_output`` must have: (N,) for "none", a scalar otherwise. Reads no values (device arrays too)."""
+    if reduction == "none" and tuple(shape) != (n,):
+        raise ValueError(
+            f"grad_output must have shape (N,) = ({n},) for reduction='none', one cotangent per row's loss; "
+            f"got shape {tuple(shape)}"
+        )
+    if reduction != "none" and len(shape) != 0:
+        raise ValueError(
+            f"grad_output must be a scalar for reduction={reduction!r}, whose loss is a scalar; got shape "
+            f"{tuple(shape)} (per-row cotangents need reduction='none')"
+        )
+
+
 def check_grad_output(value: Any, reduction: str, n: int, dtype: np.dtype) -> float | np.ndarray:
     """The loss's cotangent: a float for "mean" and "sum" (default 1), an (N,) array of ``dtype`` for "none" (ones).
 
@@ -218,16 +232,7 @@ def check_grad_output(value: Any, reduction: str, n: int, dtype: np.dtype) -> fl
     arr = _as_array(value, "grad_output")
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"grad_output must hold real numbers, got dtype {arr.dtype}")
-    if reduction == "none" and arr.shape != (n,):
-        raise ValueError(
-            f"grad_output must have shape (N,) = ({n},) for reduction='none', one cotangent per row's loss; "
-            f"got shape {arr.shape}"
-        )
-    if reduction != "none" and arr.ndim != 0:
-        raise ValueError(
-            f"grad_output must be a scalar for reduction={reduction!r}, whose loss is a scalar; got shape "
-            f"{arr.shape} (per-row cotangents need reduction='none')"
-        )
+    check_cotangent_shape(arr.shape, reduction, n)
     with np.errstate(over="ignore"):
         cast = arr.astype(dtype)
     bad = ~np.isfinite(cast)
