@@ -96,14 +96,26 @@ def compare_results(case: Case, actual: Any, expected: Any, oracle: str, label: 
     limits = None
     if oracle == AUTODIFF and case.dtype == np.float32:
         limits = bounds.suite_bounds(case.function, case.args, case.kwargs, case.dtype)
+    return compare_outputs(got, want, limits, tol, case.dtype, label)
+
+
+def compare_outputs(
+    got: dict[str, Any], want: dict[str, Any], limits: dict[str, Any] | None, tol: Any, dtype: np.dtype, label: str
+) -> list[Comparison]:
+    """Each output against its bound in ``limits`` (plus the oracle's own rounding to ``dtype``), else the table.
+
+    A scalar loss is a Python float and is judged without a dtype; a loss of
+    ``reduction="none"`` is an array of ``dtype`` like the gradients.
+    """
     comparisons = []
     for name in want:
-        where, dtype = f"{label} {name} {np.shape(want[name])}", None if name == "loss" else case.dtype
+        where = f"{label} {name} {np.shape(want[name])}"
+        of = dtype if name != "loss" or np.ndim(want[name]) else None
         if limits is not None and name in limits:
-            limit = limits[name] + bounds.stored(bounds.precision(case.dtype), np.asarray(want[name], np.float64))
-            comparisons.append(compare_bounded(got[name], want[name], limit, label=where, dtype=dtype))
+            limit = limits[name] + bounds.stored(bounds.precision(dtype), np.asarray(want[name], np.float64))
+            comparisons.append(compare_bounded(got[name], want[name], limit, label=where, dtype=of))
         else:
-            comparisons.append(compare(got[name], want[name], tol, label=where, dtype=dtype,
+            comparisons.append(compare(got[name], want[name], tol, label=where, dtype=of,
                                        gradient=name not in VALUES))  # fmt: skip
     return comparisons
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from softmax_grad import bounds
-from softmax_grad.cases import VALUES, Case, quantities
-from softmax_grad.compare import Comparison, compare, compare_bounded
+from softmax_grad.cases import Case, compare_outputs, quantities
+from softmax_grad.compare import Comparison
 from softmax_grad.tolerances import AUTODIFF, tolerance
 
 INF = np.inf
@@ -232,17 +232,7 @@ def compare_vjp(case: Case, actual: Any, expected: Any, oracle: str, label: str)
     tol = tolerance(case.dtype, oracle)
     got, want = quantities(case.function, actual), quantities(case.function, expected)
     limits = vjp_bounds(case) if oracle == AUTODIFF and case.dtype == np.float32 else None
-    comparisons = []
-    for name in want:
-        where = f"{label} {name} {np.shape(want[name])}"
-        dtype = case.dtype if name != "loss" or np.ndim(want[name]) else None  # "none" losses are arrays of it
-        if limits is not None and name in limits:
-            limit = limits[name] + bounds.stored(bounds.precision(case.dtype), np.asarray(want[name], np.float64))
-            comparisons.append(compare_bounded(got[name], want[name], limit, label=where, dtype=dtype))
-        else:
-            comparisons.append(compare(got[name], want[name], tol, label=where, dtype=dtype,
-                                       gradient=name not in VALUES))  # fmt: skip
-    return comparisons
+    return compare_outputs(got, want, limits, tol, case.dtype, label)
 
 
 def failures(comparisons: list[Comparison]) -> list[str]:
