@@ -32,11 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import torch
-from torch.nn import functional
 
 import manual
 from reference.checker import battery, checking, frameworks, kinds, runner
@@ -68,59 +64,10 @@ def _loss_options(options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return rest.pop("reduction", "mean"), rest
 
 
-def _torch_ce(S, y, reduction, weight=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0, softcap=None):
-    """``F.cross_entropy`` of the (capped) logits, plus the z-loss, as a PyTorch user writes them."""
-    Z = S if softcap is None else softcap * torch.tanh(S / softcap)
-    w = None if weight is None else torch.as_tensor(weight, dtype=S.dtype)
-    ignore = -100 if ignore_index is None else ignore_index
-    loss = functional.cross_entropy(Z, y, w, ignore_index=ignore, label_smoothing=label_smoothing, reduction=reduction)
-    if z_loss:
-        kept = (y != ignore).to(S.dtype)
-        penalty = z_loss * torch.sum(kept * torch.logsumexp(Z, dim=1) ** 2)
-        loss = loss + (penalty / torch.clamp(kept.sum(), min=1) if reduction == "mean" else penalty)
-    return loss
-
-
-def _jax_ce(S, y, reduction, weight=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0, softcap=None):
-    """``jax.nn.log_softmax`` and eqs. (17)-(21), no ``custom_vjp``: plain ``jax.value_and_grad`` differentiates it."""
-    N, C = S.shape
-    Z = S if softcap is None else softcap * jnp.tanh(S / softcap)
-    log_p = jax.nn.log_softmax(Z, axis=1)
-    w = jnp.ones(C, S.dtype) if weight is None else jnp.asarray(weight, S.dtype)
-    kept = jnp.ones(N, bool) if ignore_index is None else y != ignore_index
-    labels = jnp.where(kept, y, 0)
-    w_y = jnp.where(kept, w[labels], 0)
-    nll = -jnp.take_along_axis(log_p, labels[:, None], axis=1)[:, 0]
-    rows = (1 - label_smoothing) * w_y * nll + label_smoothing / C * jnp.where(kept, -jnp.sum(w * log_p, axis=1), 0)
-    z = jnp.where(kept, jax.nn.logsumexp(Z, axis=1) ** 2, 0) * z_loss
-    if reduction == "sum":
-        return jnp.sum(rows) + jnp.sum(z)
-    denominator = jnp.sum(w_y)  # 0 when every row is ignored: the mean of nothing is NaN, its gradient 0
-    loss = jnp.where(denominator > 0, jnp.sum(rows) / jnp.where(denominator > 0, denominator, 1), jnp.nan)
-    return loss + jnp.sum(z) / jnp.maximum(jnp.sum(kept), 1)
-
-
 def _framework_target(framework: str, kind: str, options: dict[str, Any]) -> Callable:
-    """The framework's own loss of ``kind`` (eq. 3's penalty ``reg/2 sum W^2``), the loss alone."""
+    """The framework's own loss of ``kind`` as its users write it (the checker's yardstick), the loss alone."""
     reduction, opts = _loss_options(options)
-    ce = functools.partial(_torch_ce if framework == "torch" else _jax_ce, reduction=reduction, **opts)
-    xp = torch if framework == "torch" else jnp
-    relu = torch.relu if framework == "torch" else jax.nn.relu
-
-    def scores(scores, y):
-        return ce(scores, y)
-
-    def linear(W, X, y, reg):
-        return ce(X @ W, y) + 0.5 * reg * xp.sum(W * W)
-
-    def two_layer(params, X, y, reg):
-        S = relu(X @ params["W1"] + params["b1"]) @ params["W2"] + params["b2"]
-        return ce(S, y) + 0.5 * reg * (xp.sum(params["W1"] ** 2) + xp.sum(params["W2"] ** 2))
-
-    def linear_ce(X, W, y, bias):
-        return ce(functional.linear(X, W.T, bias) if framework == "torch" else X @ W + bias, y)
-
-    return {"scores": scores, "linear": linear, "two_layer": two_layer, "linear_ce": linear_ce}[kind]
+    return functools.partial(frameworks.adapter(framework).LOSSES[kind], reduction=reduction, **opts)
 
 
 def _variant_target(name: str, kind: str, options: dict[str, Any]) -> Callable | None:

@@ -49,6 +49,10 @@ ACCUMULATION = {"float64": "float64", "float32": "float32", "bfloat16": "float32
 # The smallest normal number: below it a value loses its relative accuracy, or is flushed to 0 (XLA on CPU
 # flushes subnormals: a float32 gradient entry of 1.5e-43 comes back 0), so it is every stored value's absolute floor.
 SMALLEST_NORMAL = {"float64": 2.0**-1022, "float32": 2.0**-126, "bfloat16": 2.0**-126, "float16": 2.0**-14}
+# The largest finite number: a correct result's intermediate past it is inf in that dtype (the z-loss's lse^2
+# in float16 passes it at lse = 256, so logits about 1000 apart overflow it).
+LARGEST = {"float64": 2.0**1023 * (2 - 2.0**-52), "float32": 2.0**127 * (2 - 2.0**-23),
+           "bfloat16": 2.0**127 * (2 - 2.0**-7), "float16": 65504.0}  # fmt: skip
 LOW_PRECISION = ("bfloat16", "float16")
 
 
@@ -364,9 +368,11 @@ def exceeds(actual: Any, expected: Any, bound: Any, multiple: float = MULTIPLE) 
 
 
 def row_facts(S: np.ndarray, y: np.ndarray, large: float = 100.0, certain: float = 0.98) -> dict[str, np.ndarray]:
-    """Per row: whether its logits are large (``max |s| >= large``), and whether it is ``certain`` of its label.
+    """Per row: whether its logits are large (``max |s| >= large``), whether it is ``certain`` of its label, its
+    label log-probability ``log_p_y`` and its log-sum-exp ``lse`` (eq. 15).
 
-    What the diagnoses need to say where an error above its bound sits. ``certain`` sits below 0.99 so that
+    What the diagnoses need to say where an error above its bound sits, and when a correct result leaves the
+    dtype's range. ``certain`` sits below 0.99 so that
     the battery's rows at ``1 - p_y = 1e-2`` count, whichever way their p_y rounds.
 
     >>> facts = row_facts(np.array([[1000.0, 0.0], [0.0, 0.0]]), np.array([0, 1]))
@@ -385,6 +391,7 @@ def row_facts(S: np.ndarray, y: np.ndarray, large: float = 100.0, certain: float
         "certain": p_y >= certain,
         "labels": labels,
         "log_p_y": np.where(y == labels, log_p_y, 0.0) if y.ndim == 1 else np.zeros(len(S)),
+        "lse": finite.max(axis=1) + np.log(shifted.sum(axis=1)),
     }
 
 

@@ -426,7 +426,8 @@ def context(spec: kinds.Kind, case: Case, settings: Settings, expected: _Oracle,
     facts = row_facts(oracle.logits(spec, expected.inputs), case.labels)
     return Context(spec, expected.dtype, settings.reduction, settings.reg_scale, denominator, expected,
                    options["softcap"], expected.bounds, expected.own(adapter), facts, settings.strict,
-                   getattr(adapter, "NAME", ""), grad_output=expected.grad_output)  # fmt: skip
+                   getattr(adapter, "NAME", ""), grad_output=expected.grad_output,
+                   z_loss=float(options["z_loss"] or 0.0))  # fmt: skip
 
 
 def _report(

@@ -31,7 +31,7 @@ from reference.checker.hints import non_finite_hints
 from reference.checker.kinds import Kind
 from reference.checker.runner import Call
 from softmax_grad import bounds as error_bounds
-from softmax_grad.bounds import SMALLEST_NORMAL
+from softmax_grad.bounds import LARGEST, SMALLEST_NORMAL
 from softmax_grad.compare import Comparison, compare_bounded, worst
 from softmax_grad.tolerances import tolerance
 
@@ -86,6 +86,7 @@ class Context:
     strict: bool = False  # judge by the bound alone: the framework's own error is reported, never allowed
     own_name: str = ""  # whose own error ``own`` is ("torch", "jax")
     grad_output: Any = None  # the case's cotangent (eq. 54): the gradients expected are the VJP at it
+    z_loss: float = 0.0  # eq. (21)'s z: its lse^2 may leave a low precision's range
 
     def bound(self, reg: float | None = None) -> dict[str, Any]:
         return self.bounds() if reg is None else self.bounds(reg=reg)
@@ -442,6 +443,45 @@ def _within_own(
     return said
 
 
+def _penalty_overflow(ctx: Context) -> float | None:
+    """The largest ``lse_i^2`` of the case if the z-loss (eq. 21) needs it and it lies past the dtype's range.
+
+    There a correct ``z * lse_i ** 2`` is inf in this dtype (float16's range ends at 65504, so at lse = 256):
+    on any case, a non-finite loss beside right gradients is then a warning, not a failure.
+    """
+    lse = ctx.rows.get("lse")
+    if not ctx.z_loss or lse is None or not len(lse):
+        return None
+    largest = float(np.max(lse**2))
+    return largest if largest > LARGEST[ctx.dtype.name] else None
+
+
+def _non_finite_cause(ctx: Context, case: Case, loss: np.ndarray, underflow: float | None,
+                      overflow: float | None) -> str:  # fmt: skip
+    """Why a correct loss is not finite in this dtype, and the form that keeps it finite."""
+    name = ctx.dtype.name
+    if overflow is not None:
+        return (
+            f"the z-loss needs lse_i^2 up to {overflow:.3g}, past {name}'s largest number "
+            f"({LARGEST[name]:.6g}), so z * lse_i^2 is inf when it is formed in {name} (eq. 21); form it as "
+            "(sqrt(z) * lse_i)^2, or in float32, and round the loss once"
+        )
+    if np.isinf(loss).any() and (underflow is None or case.tier == ROBUSTNESS):
+        cause = (
+            "a true class's probability underflows to 0 here (logits about 1000 apart), so -log(p_y) is inf "
+            "even after the max shift"
+        )
+    elif np.isinf(loss).any():
+        cause = (
+            f"a true class's probability underflows to 0 in {name} here (log p_y = {underflow:.4g}, below the log "
+            f"of its smallest normal number, {np.log(SMALLEST_NORMAL[name]):.4g}), so -log(p_y) is inf even after "
+            "the max shift"
+        )
+    else:
+        cause = "an inf - inf or 0 * inf on the way (exp overflowing, or 0 * log 0)"
+    return f"{cause}; {STABLE_FORM}"
+
+
 def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseResult:
     """The verdict on ``case`` from what ``call`` returned (``ctx.oracle()`` is the expected result)."""
     notes = list(case.notes)
@@ -491,9 +531,9 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
             comparisons = [ctx.judged(got[n], other[n], n) for n in other if n in got]
             gradients_right = True
             result.notes.append("relu'(0) = 1 at the exact zeros of Z1: the other valid subgradient, accepted")
-    underflow = _label_underflow(ctx)
+    underflow, overflow = _label_underflow(ctx), _penalty_overflow(ctx)
     if (
-        (case.tier == ROBUSTNESS or underflow is not None)
+        (case.tier == ROBUSTNESS or underflow is not None or overflow is not None)
         and gradients_right
         and loss_wrong
         and loss is not None
@@ -503,20 +543,11 @@ def judge(ctx: Context, case: Case, call: Call, framework: ModuleType) -> CaseRe
         names = ", ".join(c.label for c in comparisons)
         verb = "match" if len(comparisons) > 1 else "matches"
         error = worst(c.max_rel_error for c in comparisons)
-        cause = (
-            "a true class's probability underflows to 0 here (logits about 1000 apart), so -log(p_y) is inf "
-            "even after the max shift"
-            if np.isinf(loss).any() and (underflow is None or case.tier == ROBUSTNESS)
-            else f"a true class's probability underflows to 0 in {ctx.dtype.name} here (log p_y = {underflow:.4g}, "
-            f"below the log of its smallest normal number, {np.log(SMALLEST_NORMAL[ctx.dtype.name]):.4g}), so "
-            "-log(p_y) is inf even after the max shift"
-            if np.isinf(loss).any()
-            else "an inf - inf or 0 * inf on the way (exp overflowing, or 0 * log 0)"
-        )
+        cause = _non_finite_cause(ctx, case, loss, underflow, overflow)
         said = float(loss) if np.ndim(loss) == 0 else "not finite"
         result.warnings.append(
             f"the loss is {said} but the gradient is right ({names} {verb} to {error:.0e}, relative): "
-            f"{cause}; {STABLE_FORM}"
+            f"{cause}"
         )
         result.status = WARN
         return result

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reference.checker.kinds import Kind
-from reference.checker.oracle import COMPILER_OPTIONS, VALUE_FUNCTIONS
+from reference.checker.oracle import COMPILER_OPTIONS
 
 NAME = "jax"
 SECOND_VALUE = "the value jax.vjp returns (a custom_vjp's forward rule)"
@@ -180,17 +180,103 @@ def context(dtype: np.dtype) -> Iterator[None]:
         yield
 
 
+# ------------------------------------------------------------------ the loss as JAX users write it
+def cross_entropy(
+    S: jax.Array,
+    y: jax.Array,
+    reduction: str = "mean",
+    weight: Any = None,
+    ignore_index: Any = None,
+    label_smoothing: Any = 0.0,
+    z_loss: Any = 0.0,
+    softcap: Any = None,
+) -> jax.Array:
+    """Eqs. (17)-(21) and (55) as a JAX user writes them: ``jax.nn.log_softmax``, the label's entry picked out.
+
+    Plain ``jax.vjp`` differentiates it, so its label entry is formed as
+    ``p_iy - 1`` (eq. 29), by cancellation, as every framework's own
+    cross-entropy forms it; the oracle (``reference.losses``) forms it as
+    eq. (30) does. That is what this function is for: the yardstick of a
+    low-precision check (``own``), the plain JAX target that every dtype's
+    bound must let pass (the tests), the JAX peer of the margins sweep. The
+    options may be traced values; ``jnp.where`` keeps a masked class's
+    ``-inf`` (eq. 56) and an ignored row out of every product.
+
+    >>> from reference.losses import softmax_loss_value
+    >>> S = jnp.array([[2.0, 1.0, 0.1], [0.5, 2.5, -jnp.inf]]); y = jnp.array([0, 1])
+    >>> print(f"{float(cross_entropy(S, y)):.5f} {float(softmax_loss_value(S, y)):.5f}")
+    0.27198 0.27198
+    """
+    N, C = S.shape
+    masked = jnp.isneginf(S)
+    Z = S if softcap is None else jnp.where(masked, S, softcap * jnp.tanh(jnp.where(masked, 0.0, S) / softcap))
+    log_p = jax.nn.log_softmax(Z, axis=1)
+    w = jnp.ones(C, S.dtype) if weight is None else jnp.asarray(weight, S.dtype)
+    kept = jnp.ones(N, bool) if ignore_index is None else y != ignore_index
+    labels = jnp.where(kept, y, 0)
+    w_y = jnp.where(kept, w[labels], 0)
+    nll = jnp.where(kept, -jnp.take_along_axis(log_p, labels[:, None], axis=1)[:, 0], 0)
+    smooth = jnp.where(kept, -jnp.sum(w * jnp.where(masked, 0, log_p), axis=1), 0)
+    rows = (1 - label_smoothing) * w_y * nll + label_smoothing / C * smooth
+    lse = jax.nn.logsumexp(Z, axis=1)
+    penalties = jnp.where(kept & (z_loss > 0), z_loss * lse**2, 0)
+    if reduction == "none":
+        return rows + penalties
+    if reduction == "sum":
+        return jnp.sum(rows) + jnp.sum(penalties)
+    denominator = jnp.sum(w_y)  # 0 when every row is ignored: the mean of nothing is NaN, its gradient 0
+    loss = jnp.where(denominator > 0, jnp.sum(rows) / jnp.where(denominator > 0, denominator, 1), jnp.nan)
+    return loss + jnp.sum(penalties) / jnp.maximum(jnp.sum(kept), 1)
+
+
+def scores_loss(scores: jax.Array, y: jax.Array, reduction: str = "mean", **options: Any) -> jax.Array:
+    """Kind "scores": the cross-entropy of the scores."""
+    return cross_entropy(scores, y, reduction, **options)
+
+
+def linear_loss(W: jax.Array, X: jax.Array, y: jax.Array, reg: Any, reduction: str = "mean",
+                **options: Any) -> jax.Array:  # fmt: skip
+    """Kind "linear": eq. (12) forward and eq. (3)'s penalty."""
+    return cross_entropy(X @ W, y, reduction, **options) + 0.5 * reg * jnp.sum(W * W)
+
+
+def two_layer_loss(params: Mapping[str, jax.Array], X: jax.Array, y: jax.Array, reg: Any, reduction: str = "mean",
+                   **options: Any) -> jax.Array:  # fmt: skip
+    """Kind "two_layer": eq. (7) forward, ``jax.nn.relu``, and eq. (3)'s penalty on both weights."""
+    H1 = jax.nn.relu(X @ params["W1"] + params["b1"])
+    S = H1 @ params["W2"] + params["b2"]
+    return cross_entropy(S, y, reduction, **options) + 0.5 * reg * (
+        jnp.sum(params["W1"] ** 2) + jnp.sum(params["W2"] ** 2)
+    )
+
+
+def linear_cross_entropy(X: jax.Array, W: jax.Array, y: jax.Array, bias: jax.Array | None = None,
+                         reduction: str = "mean", **options: Any) -> jax.Array:  # fmt: skip
+    """Kind "linear_ce": the dense logits ``X W + b`` (eq. 25), then the cross-entropy."""
+    return cross_entropy(X @ W if bias is None else X @ W + bias, y, reduction, **options)
+
+
+# kind -> the loss as JAX users write it: ``(*the kind's arguments, reduction="mean", **options)``
+LOSSES: dict[str, Callable[..., jax.Array]] = {
+    "scores": scores_loss,
+    "linear": linear_loss,
+    "two_layer": two_layer_loss,
+    "linear_ce": linear_cross_entropy,
+    "linear_ce without bias": linear_cross_entropy,
+}
+
+
 @functools.cache
 def _own_program(kind: str, positions: tuple[int, ...]) -> Callable:
     """One jitted loss-and-VJP per kind (eq. 54): it compiles once per case shape and dtype."""
-    value = VALUE_FUNCTIONS[kind]
+    value = LOSSES[kind]
 
     def value_and_vjp(*args: Any, g: jax.Array, reduction: str, options: Any) -> tuple[jax.Array, Any]:
         def of(*differentiated: Any) -> jax.Array:
             call = list(args)
             for position, argument in zip(positions, differentiated, strict=True):
                 call[position] = argument
-            return value(*call, reduction=reduction, options=options)
+            return value(*call, reduction=reduction, **options)
 
         loss, pullback = jax.vjp(of, *(args[p] for p in positions))
         return loss, pullback(g.astype(loss.dtype))
@@ -207,9 +293,10 @@ def own(
     reg: float,
     grad_output: Any = None,
 ) -> tuple[Any, dict[str, np.ndarray]]:
-    """Plain ``jax.vjp`` of the oracle's own loss definition, run in the inputs' (low-precision) dtype.
+    """Plain ``jax.vjp`` of the loss as JAX users write it (``LOSSES``), run in the inputs' (low-precision) dtype.
 
-    The yardstick beside the bound: what JAX itself gets on the same inputs.
+    The yardstick beside the bound: what JAX itself gets on the same inputs,
+    label entry by cancellation included (not the oracle's eq. 30).
     ``reg`` is eq. (3)'s, ``grad_output`` the cotangent (eq. 54; None: 1); the result is read as float64.
     """
     names = tuple(dict.fromkeys(path[0] for path, _ in kind.differentiable))

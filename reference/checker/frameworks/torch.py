@@ -110,27 +110,78 @@ def context(dtype: np.dtype) -> Iterator[None]:
     yield
 
 
-def _cross_entropy(S: torch.Tensor, y: torch.Tensor, reduction: str, options: Mapping[str, Any]) -> torch.Tensor:
-    """Eqs. (17)-(21) as a PyTorch user writes them: ``F.cross_entropy`` of the capped logits, plus the z-loss."""
-    cap, z = options.get("softcap"), float(options.get("z_loss") or 0.0)
+# ------------------------------------------------------------------ the loss as PyTorch users write it
+def cross_entropy(
+    S: torch.Tensor,
+    y: torch.Tensor,
+    reduction: str = "mean",
+    weight: Any = None,
+    ignore_index: Any = None,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """Eqs. (17)-(21) and (55) as a PyTorch user writes them: ``F.cross_entropy`` of the capped logits, the z-loss.
+
+    The yardstick of a low-precision check (``own``), the plain torch target
+    that every dtype's bound must let pass (the tests), the torch peer of the
+    margins sweep. ``ignore_index`` None is torch's default, -100.
+
+    >>> S = torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, -torch.inf]]); y = torch.tensor([0, 1])
+    >>> print(f"{float(cross_entropy(S, y)):.5f}")
+    0.27198
+    """
     # eq. (56): soft-capping keeps a masked class at -inf (the tanh never sees it, so no NaN reaches a gradient)
     masked = torch.isneginf(S)
-    Z = S if cap is None else torch.where(masked, S, cap * torch.tanh(torch.where(masked, 0.0, S) / cap))
-    weight = options.get("weight")
-    weight = None if weight is None else torch.as_tensor(np.asarray(weight), dtype=S.dtype)
-    ignore = -100 if options.get("ignore_index") is None else int(options["ignore_index"])
+    Z = S if softcap is None else torch.where(masked, S, softcap * torch.tanh(torch.where(masked, 0.0, S) / softcap))
+    w = None if weight is None else torch.as_tensor(np.asarray(weight), dtype=S.dtype)
+    ignore = -100 if ignore_index is None else int(ignore_index)
     loss = functional.cross_entropy(
-        Z, y, weight=weight, ignore_index=ignore, label_smoothing=float(options.get("label_smoothing") or 0.0),
-        reduction=reduction,
-    )  # fmt: skip
-    if z > 0:
+        Z, y, weight=w, ignore_index=ignore, label_smoothing=float(label_smoothing or 0.0), reduction=reduction
+    )
+    if z_loss:
         kept = (y != ignore).to(S.dtype)
-        rows = z * kept * torch.logsumexp(Z, dim=1) ** 2
+        rows = float(z_loss) * kept * torch.logsumexp(Z, dim=1) ** 2
         if reduction == "none":  # eq. (55): z lse_i^2 on each kept row's own loss
             return loss + rows
         penalty = torch.sum(rows)
         loss = loss + (penalty / torch.clamp(kept.sum(), min=1) if reduction == "mean" else penalty)
     return loss
+
+
+def scores_loss(scores: torch.Tensor, y: torch.Tensor, reduction: str = "mean", **options: Any) -> torch.Tensor:
+    """Kind "scores": the cross-entropy of the scores."""
+    return cross_entropy(scores, y, reduction, **options)
+
+
+def linear_loss(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, reg: float, reduction: str = "mean",
+                **options: Any) -> torch.Tensor:  # fmt: skip
+    """Kind "linear": eq. (12) forward and eq. (3)'s penalty."""
+    return cross_entropy(X @ W, y, reduction, **options) + 0.5 * reg * torch.sum(W * W)
+
+
+def two_layer_loss(params: Mapping[str, torch.Tensor], X: torch.Tensor, y: torch.Tensor, reg: float,
+                   reduction: str = "mean", **options: Any) -> torch.Tensor:  # fmt: skip
+    """Kind "two_layer": eq. (7) forward, ``torch.relu``, and eq. (3)'s penalty on both weights."""
+    S = torch.relu(X @ params["W1"] + params["b1"]) @ params["W2"] + params["b2"]
+    penalty = 0.5 * reg * (torch.sum(params["W1"] ** 2) + torch.sum(params["W2"] ** 2))
+    return cross_entropy(S, y, reduction, **options) + penalty
+
+
+def linear_cross_entropy(X: torch.Tensor, W: torch.Tensor, y: torch.Tensor, bias: torch.Tensor | None = None,
+                         reduction: str = "mean", **options: Any) -> torch.Tensor:  # fmt: skip
+    """Kind "linear_ce": ``F.linear`` (eq. 25's ``X W + b``), then the cross-entropy."""
+    return cross_entropy(functional.linear(X, W.T, bias), y, reduction, **options)
+
+
+# kind -> the loss as PyTorch users write it: ``(*the kind's arguments, reduction="mean", **options)``
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "scores": scores_loss,
+    "linear": linear_loss,
+    "two_layer": two_layer_loss,
+    "linear_ce": linear_cross_entropy,
+    "linear_ce without bias": linear_cross_entropy,
+}
 
 
 def own(
@@ -144,25 +195,16 @@ def own(
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """PyTorch's own plain autograd of the same loss on the same (low-precision) inputs: the yardstick beside the bound.
 
-    ``reg`` is eq. (3)'s; the gradients are the VJP at ``grad_output`` (eq. 54); the result is read as float64.
+    ``LOSSES``' loss of the kind; ``reg`` is eq. (3)'s; the gradients are the
+    VJP at ``grad_output`` (eq. 54); the result is read as float64.
     """
-    args = dict(zip(kind.arguments, arguments(kind, inputs), strict=True))
-    y = torch.as_tensor(np.asarray(inputs["y"]), dtype=torch.int64)
-    if kind.name == "scores":
-        S, penalty = args["scores"], 0.0
-    elif kind.name == "linear":
-        S, penalty = args["X"] @ args["W"], 0.5 * reg * torch.sum(args["W"] ** 2)
-    elif kind.name == "two_layer":
-        p = args["params"]
-        H1 = torch.relu(args["X"] @ p["W1"] + p["b1"])
-        S, penalty = H1 @ p["W2"] + p["b2"], 0.5 * reg * (torch.sum(p["W1"] ** 2) + torch.sum(p["W2"] ** 2))
-    else:
-        bias = args.get("bias") if kind.name == "linear_ce" else None
-        S, penalty = functional.linear(args["X"], args["W"].T, bias), 0.0
-    loss = _cross_entropy(S, y, reduction, options) + penalty
+    args = list(arguments(kind, inputs))
+    if "reg" in kind.arguments:
+        args[kind.arguments.index("reg")] = reg
+    loss = LOSSES[kind.name](*args, reduction=reduction, **options)
     g = 1.0 if grad_output is None else grad_output
     loss.backward(torch.as_tensor(np.asarray(g, np.float64)).to(loss.dtype).reshape(loss.shape))
-    grads = {name: _leaf(kind, tuple(args.values()), path).grad for path, name in kind.differentiable}
+    grads = {name: _leaf(kind, tuple(args), path).grad for path, name in kind.differentiable}
     value = np.asarray(to_numpy(loss), np.float64)
     return (value if reduction == "none" else float(value)), {
         name: np.asarray(to_numpy(g), np.float64) for name, g in grads.items()
