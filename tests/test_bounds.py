@@ -210,7 +210,7 @@ def test_the_frameworks_own_losses_pass_in_low_precision(framework, kind, dtype,
 
 def test_jaxs_own_bfloat16_loss_passes_within_its_own_error_as_torchs_does():
     # The yardstick is JAX's plain log_softmax loss, whose autodiff forms p_y - 1 by cancellation (not the
-    # oracle's eq. 30, which would make the plain loss fail its own yardstick by 100x at C=2).
+    # oracle's eq. 30, against which the plain loss failed at 123 times its bound, C=2, measured).
     report = check(own.jax_scores, "scores", framework="jax", dtype="bfloat16")
     assert report.passed, report.format()
     assert max(c.bound_ratio for c in report.cases) > 10 * MULTIPLE
